@@ -1,0 +1,48 @@
+# choreograph: transactional orchestration inside PostgreSQL (PGXS build)
+
+EXTENSION = choreograph
+MODULE_big = choreograph
+OBJS = \
+	src/choreograph.o \
+	src/catalog.o \
+	src/jsonb_util.o \
+	src/pipeline_cache.o \
+	src/run.o \
+	src/run_state.o \
+	src/trigger.o
+
+DATA = sql/choreograph--0.1.sql
+PGFILEDESC = "choreograph - transactional orchestration"
+
+# pg_regress files, one per feature, in the order they run
+REGRESS = init definition run bag input trigger errors privileges dump
+REGRESS_OPTS = --inputdir=. --load-extension=plpgsql
+
+# Multi-session behaviour, checked by PostgreSQL's isolation tester
+ISOLATION = cache
+ISOLATION_OPTS = --inputdir=test/isolation
+
+PG_CPPFLAGS = -I$(srcdir)/src
+# -Wextra's unused-parameter warnings fire in PostgreSQL's own headers (and
+# on every PG_FUNCTION_ARGS), so that one is off, as in pgvector's CI
+PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+# The two commands of the README work on a fresh machine, before the
+# server headers (and so PGXS) are installed: they install what is missing.
+.DEFAULT_GOAL := all
+.PHONY: demo test bench
+demo:
+	bash test/demo
+test:
+	bash test/run
+
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+else
+all install installcheck:
+	@echo "PostgreSQL's PGXS was not found; run 'make demo' or 'make test' to install it, or set PG_CONFIG" >&2
+	@exit 1
+endif

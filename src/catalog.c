@@ -1,0 +1,423 @@
+/*
+ * catalog.c
+ *		Pipeline definitions: choreo_add_step, choreo_remove_step,
+ *		choreo_drop_pipeline, their validation and ownership rules, and the
+ *		trigger that tells every backend's cache that definitions changed.
+ *
+ * Definitions are rows of choreograph.pipelines and choreograph.steps.
+ * Those tables are readable by everyone but writable only by their owner
+ * (the role that created the extension): the functions here check that the
+ * caller owns the pipeline, then write as the tables' owner, with a fixed
+ * search_path so that nothing of the caller's can be resolved with the
+ * owner's rights.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "choreograph.h"
+
+/* What BeginDefinitionWrite changed, for EndDefinitionWrite to undo */
+typedef struct DefinitionWrite
+{
+	Oid			caller;
+	Oid			saved_userid;
+	int			saved_sec_context;
+	int			saved_nestlevel;
+} DefinitionWrite;
+
+/*
+ * Returns the OID of one of the extension's tables.  Errors (or returns
+ * InvalidOid) when the extension is not installed in this database.
+ */
+Oid
+ChoreoRelationOid(const char *relname, bool missing_ok)
+{
+	Oid			namespace = get_namespace_oid(CHOREO_SCHEMA, true);
+	Oid			relid = InvalidOid;
+
+	if (OidIsValid(namespace))
+		relid = get_relname_relid(relname, namespace);
+	if (!OidIsValid(relid) && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"choreograph\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION choreograph.")));
+	return relid;
+}
+
+/* Returns a name argument as a C string; null and empty names are errors */
+char *
+NameArgument(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	char	   *name;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s name must not be null", what)));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s name must not be empty", what)));
+	return name;
+}
+
+/*
+ * Checks that a function can serve as a step's precheck or job: a plain
+ * function, not returning a set, taking zero or one argument of a real type.
+ */
+static void
+ValidateStepFunction(Oid function, const char *role, const char *pipeline,
+					 const char *step)
+{
+	HeapTuple	tuple;
+	Form_pg_proc proc;
+	char	   *signature;
+
+	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(function));
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function with OID %u does not exist", function)));
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	signature = format_procedure(function);
+
+	if (proc->prokind != PROKIND_FUNCTION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("%s is not a function", signature),
+				 errdetail("The %s of step \"%s\" of pipeline \"%s\" must be a plain function, not a procedure or an aggregate.",
+						   role, step, pipeline)));
+	if (proc->pronargs > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function %s takes %d arguments", signature, proc->pronargs),
+				 errdetail("The %s of step \"%s\" of pipeline \"%s\" must take zero arguments or one (the run's input).",
+						   role, step, pipeline)));
+	if (proc->proretset)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("function %s returns a set", signature),
+				 errdetail("The %s of step \"%s\" of pipeline \"%s\" must return a single value.",
+						   role, step, pipeline)));
+	if (proc->pronargs == 1 &&
+		get_typtype(proc->proargtypes.values[0]) == TYPTYPE_PSEUDO)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("function %s takes an argument of pseudo-type %s",
+						signature, format_type_be(proc->proargtypes.values[0])),
+				 errdetail("The %s of step \"%s\" of pipeline \"%s\" must take an argument of a real type, such as a table's row type or jsonb.",
+						   role, step, pipeline)));
+	if (get_typtype(proc->prorettype) == TYPTYPE_PSEUDO &&
+		proc->prorettype != VOIDOID && proc->prorettype != RECORDOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("function %s returns pseudo-type %s",
+						signature, format_type_be(proc->prorettype)),
+				 errdetail("The %s of step \"%s\" of pipeline \"%s\" must return a value or void.",
+						   role, step, pipeline)));
+	ReleaseSysCache(tuple);
+}
+
+/* The role owning the definition tables (the extension's owner) */
+static Oid
+DefinitionTablesOwner(void)
+{
+	Oid			relid = ChoreoRelationOid("pipelines", false);
+	HeapTuple	tuple;
+	Oid			owner;
+
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/*
+ * Switches to the definition tables' owner, with a safe search_path, and
+ * connects to SPI.  An error on the way is undone by the (sub)transaction
+ * abort, which restores the user and the settings.
+ */
+static void
+BeginDefinitionWrite(DefinitionWrite *write)
+{
+	Oid			owner = DefinitionTablesOwner();
+
+	write->caller = GetUserId();
+	GetUserIdAndSecContext(&write->saved_userid, &write->saved_sec_context);
+	SetUserIdAndSecContext(owner, write->saved_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	write->saved_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+EndDefinitionWrite(DefinitionWrite *write)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, write->saved_nestlevel);
+	SetUserIdAndSecContext(write->saved_userid, write->saved_sec_context);
+}
+
+/* Runs one statement of the definition functions; returns rows processed */
+static uint64
+ExecuteDefinitionQuery(const char *query, int nargs, Oid *argtypes,
+					   Datum *args, int expected)
+{
+	int			rc = SPI_execute_with_args(query, nargs, argtypes, args,
+										   NULL, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "could not execute \"%s\": %s", query,
+			 SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+/*
+ * Locks a pipeline's row and checks that the caller may change it.
+ * Returns false (having locked nothing) when the pipeline does not exist.
+ */
+static bool
+LockOwnedPipeline(DefinitionWrite *write, const char *pipeline)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(pipeline)};
+	bool		isnull;
+	Oid			owner;
+
+	if (ExecuteDefinitionQuery("SELECT owner::pg_catalog.oid FROM " CHOREO_SCHEMA ".pipelines"
+							   " WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+							   1, argtypes, args, SPI_OK_SELECT) == 0)
+		return false;
+
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	if (!has_privs_of_role(write->caller, owner))
+	{
+		char	   *owner_name = GetUserNameFromId(owner, true);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of pipeline \"%s\"", pipeline),
+				 owner_name != NULL ?
+				 errdetail("Pipeline \"%s\" belongs to role \"%s\".",
+						   pipeline, owner_name) :
+				 errdetail("Pipeline \"%s\" belongs to a role that was dropped (OID %u).",
+						   pipeline, owner)));
+	}
+	return true;
+}
+
+static void
+PipelineNotFound(const char *pipeline)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("pipeline \"%s\" does not exist", pipeline)));
+}
+
+PG_FUNCTION_INFO_V1(choreo_add_step);
+
+/*
+ * Appends a step to a pipeline, or inserts it at a 1-based position; the
+ * pipeline is created, owned by the caller, if it does not exist yet.
+ */
+Datum
+choreo_add_step(PG_FUNCTION_ARGS)
+{
+	char	   *pipeline = NameArgument(fcinfo, 0, "pipeline");
+	char	   *step = NameArgument(fcinfo, 1, "step");
+	Oid			job;
+	Oid			precheck = InvalidOid;
+	DefinitionWrite write;
+	Oid			owner_argtypes[2] = {TEXTOID, OIDOID};
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, INT4OID, OIDOID, OIDOID};
+	Datum		args[5] = {0};
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+	int64		nsteps;
+	int32		position;
+
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("job of step \"%s\" of pipeline \"%s\" must not be null",
+						step, pipeline)));
+	job = PG_GETARG_OID(2);
+	ValidateStepFunction(job, "job", pipeline, step);
+	if (!PG_ARGISNULL(3))
+	{
+		precheck = PG_GETARG_OID(3);
+		ValidateStepFunction(precheck, "precheck", pipeline, step);
+	}
+	if (!PG_ARGISNULL(4) && PG_GETARG_INT32(4) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("position %d is out of range", PG_GETARG_INT32(4)),
+				 errdetail("Positions start at 1.")));
+
+	BeginDefinitionWrite(&write);
+
+	args[0] = CStringGetTextDatum(pipeline);
+	args[1] = ObjectIdGetDatum(write.caller);
+	ExecuteDefinitionQuery("INSERT INTO " CHOREO_SCHEMA ".pipelines (name, owner)"
+						   " VALUES ($1, $2::pg_catalog.regrole)"
+						   " ON CONFLICT (name) DO NOTHING",
+						   2, owner_argtypes, args, SPI_OK_INSERT);
+	if (!LockOwnedPipeline(&write, pipeline))
+		PipelineNotFound(pipeline); /* dropped concurrently */
+
+	args[1] = CStringGetTextDatum(step);
+	ExecuteDefinitionQuery("SELECT pg_catalog.count(*),"
+						   "       pg_catalog.count(*) FILTER (WHERE step OPERATOR(pg_catalog.=) $2)"
+						   "  FROM " CHOREO_SCHEMA ".steps"
+						   " WHERE pipeline OPERATOR(pg_catalog.=) $1",
+						   2, argtypes, args, SPI_OK_SELECT);
+	nsteps = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+	if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									SPI_tuptable->tupdesc, 2, &isnull)) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("step \"%s\" already exists in pipeline \"%s\"",
+						step, pipeline)));
+
+	position = PG_ARGISNULL(4) ? (int32) nsteps + 1 : PG_GETARG_INT32(4);
+	if (position > nsteps + 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("position %d is out of range for pipeline \"%s\"",
+						position, pipeline),
+				 errdetail("The pipeline has %lld steps; a new step's position must be between 1 and %lld.",
+						   (long long) nsteps, (long long) nsteps + 1)));
+	args[2] = Int32GetDatum(position);
+
+	if (position <= nsteps)
+		ExecuteDefinitionQuery("UPDATE " CHOREO_SCHEMA ".steps"
+							   "   SET position = position OPERATOR(pg_catalog.+) 1"
+							   " WHERE pipeline OPERATOR(pg_catalog.=) $1"
+							   "   AND position OPERATOR(pg_catalog.>=) $3",
+							   3, argtypes, args, SPI_OK_UPDATE);
+
+	args[3] = ObjectIdGetDatum(job);
+	args[4] = ObjectIdGetDatum(precheck);
+	if (!OidIsValid(precheck))
+		nulls[4] = 'n';
+	if (SPI_execute_with_args("INSERT INTO " CHOREO_SCHEMA ".steps"
+							  " (pipeline, step, position, job, precheck)"
+							  " VALUES ($1, $2, $3, $4::pg_catalog.regprocedure,"
+							  "         $5::pg_catalog.regprocedure)",
+							  5, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert step \"%s\" of pipeline \"%s\"", step, pipeline);
+
+	EndDefinitionWrite(&write);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(choreo_remove_step);
+
+/* Removes a step; later steps move up one position */
+Datum
+choreo_remove_step(PG_FUNCTION_ARGS)
+{
+	char	   *pipeline = NameArgument(fcinfo, 0, "pipeline");
+	char	   *step = NameArgument(fcinfo, 1, "step");
+	DefinitionWrite write;
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
+	Datum		args[3];
+	bool		isnull;
+
+	BeginDefinitionWrite(&write);
+	if (!LockOwnedPipeline(&write, pipeline))
+		PipelineNotFound(pipeline);
+
+	args[0] = CStringGetTextDatum(pipeline);
+	args[1] = CStringGetTextDatum(step);
+	if (ExecuteDefinitionQuery("DELETE FROM " CHOREO_SCHEMA ".steps"
+							   " WHERE pipeline OPERATOR(pg_catalog.=) $1"
+							   "   AND step OPERATOR(pg_catalog.=) $2"
+							   " RETURNING position",
+							   2, argtypes, args, SPI_OK_DELETE_RETURNING) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("step \"%s\" of pipeline \"%s\" does not exist",
+						step, pipeline)));
+	args[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+	ExecuteDefinitionQuery("UPDATE " CHOREO_SCHEMA ".steps"
+						   "   SET position = position OPERATOR(pg_catalog.-) 1"
+						   " WHERE pipeline OPERATOR(pg_catalog.=) $1"
+						   "   AND position OPERATOR(pg_catalog.>) $3",
+						   3, argtypes, args, SPI_OK_UPDATE);
+
+	EndDefinitionWrite(&write);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(choreo_drop_pipeline);
+
+/* Drops a pipeline and all its steps */
+Datum
+choreo_drop_pipeline(PG_FUNCTION_ARGS)
+{
+	char	   *pipeline = NameArgument(fcinfo, 0, "pipeline");
+	DefinitionWrite write;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+
+	BeginDefinitionWrite(&write);
+	if (!LockOwnedPipeline(&write, pipeline))
+		PipelineNotFound(pipeline);
+
+	args[0] = CStringGetTextDatum(pipeline);
+	ExecuteDefinitionQuery("DELETE FROM " CHOREO_SCHEMA ".pipelines"
+						   " WHERE name OPERATOR(pg_catalog.=) $1",
+						   1, argtypes, args, SPI_OK_DELETE);
+
+	EndDefinitionWrite(&write);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(choreo_definitions_changed);
+
+/*
+ * Statement trigger on the definition tables: queues a relcache
+ * invalidation of the table, which PostgreSQL applies here at the next
+ * command, everywhere else at commit, and undoes on rollback.
+ */
+Datum
+choreo_definitions_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("choreo_definitions_changed() was not called by the trigger manager")));
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	PG_RETURN_POINTER(NULL);
+}

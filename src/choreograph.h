@@ -1,0 +1,186 @@
+/*
+ * choreograph.h
+ *		Declarations shared by the files of the choreograph extension.
+ *
+ * Each .c file owns one concern; this header only carries what crosses
+ * file boundaries: the extension's SQLSTATEs, its settings, the cached
+ * pipeline definitions and the run state that steps can inspect.
+ */
+#ifndef CHOREOGRAPH_H
+#define CHOREOGRAPH_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "nodes/pg_list.h"
+#include "utils/jsonb.h"
+
+/* The extension's own SQLSTATEs (class CH) */
+#define ERRCODE_CHOREO_CANCELED		MAKE_SQLSTATE('C','H','0','0','1')
+#define ERRCODE_CHOREO_SKIP			MAKE_SQLSTATE('C','H','0','0','2')
+#define ERRCODE_CHOREO_CONTENTION	MAKE_SQLSTATE('C','H','0','0','3')
+
+/* Schema holding the extension's internal tables */
+#define CHOREO_SCHEMA "choreograph"
+
+/* Settings (choreograph.c) */
+extern int	choreo_max_depth;
+
+/*
+ * A function used by a step (a precheck or a job), resolved once per
+ * backend.  The argument mode depends on the type of the run's input, so
+ * it is resolved on first use and kept for the last input type seen.
+ */
+typedef enum StepArgMode
+{
+	STEP_ARG_NONE,				/* takes no argument */
+	STEP_ARG_INPUT,				/* takes the input as is */
+	STEP_ARG_JSONB				/* takes the input converted to jsonb */
+} StepArgMode;
+
+typedef struct StepFunction
+{
+	Oid			oid;
+	FmgrInfo	flinfo;
+	bool		exists;			/* false once the function has been dropped */
+	bool		strict;
+	int16		nargs;			/* 0 or 1 */
+	Oid			argtype;
+	Oid			rettype;
+	Oid			collation;		/* passed to the call: the argument type's */
+	uint32		hashvalue;		/* PROCOID syscache hash, for invalidation */
+	Oid			mode_input_type;	/* input type the mode was resolved for */
+	StepArgMode mode;
+	bool		mode_resolved;
+} StepFunction;
+
+typedef struct PipelineStep
+{
+	char	   *name;
+	StepFunction *precheck;		/* NULL when the step has none */
+	StepFunction job;
+} PipelineStep;
+
+/*
+ * A pipeline definition as cached by one backend.  It lives in its own
+ * memory context; runs pin it so that an invalidation arriving while a step
+ * executes (a step may itself redefine pipelines) cannot free it under them.
+ */
+typedef struct Pipeline
+{
+	char	   *name;
+	MemoryContext cxt;
+	int			nsteps;
+	PipelineStep *steps;
+	int			pins;
+	bool		stale;			/* no longer in the cache; free at last unpin */
+	Oid			acl_checked_user;	/* role whose EXECUTE rights were checked */
+	uint64		acl_checked_generation;
+} Pipeline;
+
+/* pipeline_cache.c */
+extern void PipelineCacheInit(void);
+extern Pipeline *PipelineAcquire(const char *name);
+extern void PipelineRelease(Pipeline *pipeline);
+extern void PipelineCheckCallable(Pipeline *pipeline);
+extern void PipelineCacheReset(void);
+
+/* catalog.c */
+extern Oid	ChoreoRelationOid(const char *relname, bool missing_ok);
+extern char *NameArgument(FunctionCallInfo fcinfo, int argno, const char *what);
+
+/* jsonb_util.c */
+extern Jsonb *DatumToJsonb(Datum value, bool isnull, Oid type);
+extern Jsonb *JsonbNull(void);
+extern void PushJsonbDatum(JsonbParseState **state, JsonbIteratorToken seq, Jsonb *value);
+extern void PushJsonbCString(JsonbParseState **state, JsonbIteratorToken seq, const char *str);
+extern void PushJsonbNull(JsonbParseState **state, JsonbIteratorToken seq);
+
+/* run.c */
+/*
+ * The input of a run.  Both forms are made on first use: a trigger run only
+ * builds the row datum if a step takes the row, and the jsonb form (which
+ * for a trigger run is the envelope) if a step takes jsonb.
+ */
+typedef struct RunInput
+{
+	Oid			type;			/* InvalidOid for a run without input */
+	bool		value_ready;
+	Datum		value;
+	bool		isnull;
+	Jsonb	   *jsonb;			/* NULL until made */
+	struct TriggerData *trigger;	/* set for runs started by choreo_trigger */
+} RunInput;
+
+extern Jsonb *RunPipeline(const char *pipeline_name, RunInput *input, bool try_only);
+
+/* trigger.c */
+extern Datum TriggerRowDatum(struct TriggerData *trigdata);
+extern Jsonb *TriggerEnvelope(struct TriggerData *trigdata);
+
+/* run_state.c: the bag, outcomes and error stack of runs */
+typedef enum StepOutcome
+{
+	OUTCOME_NOT_RUN,
+	OUTCOME_DONE,
+	OUTCOME_SKIPPED,
+	OUTCOME_FAILED,
+	OUTCOME_CANCELED
+} StepOutcome;
+
+typedef enum RunStatus
+{
+	RUN_RUNNING,
+	RUN_COMPLETED,
+	RUN_FAILED,
+	RUN_CANCELED
+} RunStatus;
+
+typedef enum StepPhase
+{
+	PHASE_NONE,
+	PHASE_PRECHECK,
+	PHASE_JOB
+} StepPhase;
+
+typedef struct StepResult
+{
+	StepOutcome outcome;
+	Jsonb	   *precheck_data;	/* NULL when absent */
+	Jsonb	   *job_data;		/* NULL when absent */
+} StepResult;
+
+typedef struct RunError
+{
+	int			step;			/* index into the pipeline, -1 for none */
+	StepPhase	phase;
+	int			sqlerrcode;
+	char	   *message;
+} RunError;
+
+typedef struct Run
+{
+	MemoryContext cxt;			/* holds this struct and everything below */
+	Pipeline   *pipeline;		/* pinned for as long as the run is kept */
+	struct Run *outer;			/* the run this one is nested in */
+	int			depth;
+	RunStatus	status;
+	int			current_step;	/* -1 outside steps */
+	StepPhase	current_phase;
+	StepResult *results;		/* one per step */
+	List	   *errors;			/* of RunError *, oldest first */
+	bool		fatal_recorded;
+	Jsonb	   *skip_data;		/* set by choreo_skip() for the running precheck */
+} Run;
+
+extern void RunCheckDepth(const char *pipeline_name);
+extern Run *RunBegin(Pipeline *pipeline);
+extern void RunEnd(Run *run);
+extern Run *RunCurrent(void);
+extern void RunRecordError(Run *run, int step, StepPhase phase,
+						   int sqlerrcode, const char *message);
+extern Jsonb *RunBuildBag(Run *run);
+extern Jsonb *RunBuildReport(Run *run);
+extern const char *StepPhaseName(StepPhase phase);
+
+#endif							/* CHOREOGRAPH_H */

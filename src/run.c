@@ -1,0 +1,493 @@
+/*
+ * run.c
+ *		Executing a pipeline: choreo_run, choreo_try_run, and the
+ *		choreo_cancel / choreo_skip signals a precheck can raise.
+ *
+ * A run calls its steps' functions through the function manager, in the
+ * caller's transaction.  A precheck runs in a subtransaction, because its
+ * errors are not fatal and whatever it wrote must be rolled back before the
+ * run goes on; so does a job under choreo_try_run, whose failure must leave
+ * the earlier steps' writes in place.  A job under choreo_run needs none:
+ * its error ends the run and fails the caller's statement.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "parser/parse_coerce.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/resowner.h"
+
+#include "choreograph.h"
+
+/* What a precheck decided */
+typedef enum PrecheckVerdict
+{
+	PRECHECK_RUN_JOB,
+	PRECHECK_SKIP_JOB,
+	PRECHECK_CANCEL				/* only returned by choreo_try_run */
+} PrecheckVerdict;
+
+/* Adds the pipeline and step being run to the CONTEXT of any message */
+static void
+RunErrorContext(void *arg)
+{
+	Run		   *run = (Run *) arg;
+
+	if (run->current_step >= 0)
+		errcontext("choreograph pipeline \"%s\", step \"%s\", %s",
+				   run->pipeline->name,
+				   run->pipeline->steps[run->current_step].name,
+				   StepPhaseName(run->current_phase));
+	else
+		errcontext("choreograph pipeline \"%s\"", run->pipeline->name);
+}
+
+/* Copies a jsonb value into the run's memory */
+static Jsonb *
+KeepJsonb(Run *run, Jsonb *value)
+{
+	Jsonb	   *copy = MemoryContextAlloc(run->cxt, VARSIZE(value));
+
+	memcpy(copy, value, VARSIZE(value));
+	return copy;
+}
+
+/* The input as a datum of its own type */
+static void
+InputValue(RunInput *input, Datum *value, bool *isnull)
+{
+	if (!input->value_ready)
+	{
+		Assert(input->trigger != NULL);
+		input->value = TriggerRowDatum(input->trigger);
+		input->isnull = false;
+		input->value_ready = true;
+	}
+	*value = input->value;
+	*isnull = input->isnull;
+}
+
+/* The input as jsonb: to_jsonb(input), or a trigger run's envelope */
+static Jsonb *
+InputJsonb(RunInput *input)
+{
+	if (input->jsonb == NULL)
+	{
+		if (input->trigger != NULL)
+			input->jsonb = TriggerEnvelope(input->trigger);
+		else
+			input->jsonb = DatumToJsonb(input->value, input->isnull, input->type);
+	}
+	return input->jsonb;
+}
+
+/*
+ * Decides how a one-argument step function takes the input: as is, or as
+ * jsonb.  The decision is cached per function for the last input type.
+ */
+static StepArgMode
+ArgumentMode(Run *run, StepFunction *function, RunInput *input)
+{
+	StepArgMode mode;
+
+	if (function->mode_resolved && function->mode_input_type == input->type)
+		return function->mode;
+
+	if (function->argtype == input->type ||
+		IsBinaryCoercible(input->type, function->argtype))
+		mode = STEP_ARG_INPUT;
+	else if (function->argtype == JSONBOID)
+		mode = STEP_ARG_JSONB;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("step \"%s\" of pipeline \"%s\" cannot take an input of type %s",
+						run->pipeline->steps[run->current_step].name,
+						run->pipeline->name, format_type_be(input->type)),
+				 errdetail("Function %s takes type %s; it must take the input's type or jsonb.",
+						   format_procedure(function->oid),
+						   format_type_be(function->argtype))));
+
+	function->mode = mode;
+	function->mode_input_type = input->type;
+	function->mode_resolved = true;
+	return mode;
+}
+
+/*
+ * Calls a step function with the run's input and returns its result
+ * rendered as jsonb, in the current memory context.
+ */
+static Jsonb *
+CallStepFunction(Run *run, StepFunction *function, RunInput *input,
+				 Datum *result, bool *result_isnull)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	Datum		arg = (Datum) 0;
+	bool		argnull = true;
+
+	if (function->nargs == 1)
+	{
+		/* a run without input hands NULL to any one-argument function */
+		if (OidIsValid(input->type))
+		{
+			if (ArgumentMode(run, function, input) == STEP_ARG_INPUT)
+				InputValue(input, &arg, &argnull);
+			else
+			{
+				arg = JsonbPGetDatum(InputJsonb(input));
+				argnull = false;
+			}
+		}
+		if (argnull && function->strict)
+		{
+			*result = (Datum) 0;
+			*result_isnull = true;
+			return JsonbNull();
+		}
+	}
+
+	InitFunctionCallInfoData(*fcinfo, &function->flinfo, function->nargs,
+							 function->collation, NULL, NULL);
+	fcinfo->args[0].value = arg;
+	fcinfo->args[0].isnull = argnull;
+	*result = FunctionCallInvoke(fcinfo);
+	*result_isnull = fcinfo->isnull;
+	return DatumToJsonb(*result, *result_isnull, function->rettype);
+}
+
+/*
+ * Copies the error being handled into the run's memory and clears the
+ * error state.  Called from a PG_CATCH block.
+ */
+static ErrorData *
+CatchError(Run *run)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(run->cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	return edata;
+}
+
+/* Restores what Begin/Release/RollbackInternalSubTransaction change */
+static void
+RestoreCaller(MemoryContext cxt, ResourceOwner owner)
+{
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+}
+
+/*
+ * Runs a step's precheck in a subtransaction and decides whether its job
+ * runs.  Errors are recorded and skip the job; a cancel (and a query
+ * cancel) is re-raised, or for choreo_try_run, returned as PRECHECK_CANCEL.
+ */
+static PrecheckVerdict
+RunPrecheck(Run *run, int stepno, RunInput *input, bool try_only)
+{
+	StepFunction *precheck = run->pipeline->steps[stepno].precheck;
+	StepResult *result = &run->results[stepno];
+	MemoryContext callcxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile PrecheckVerdict verdict = PRECHECK_RUN_JOB;
+
+	run->current_phase = PHASE_PRECHECK;
+	run->skip_data = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(callcxt);
+	PG_TRY();
+	{
+		Datum		value;
+		bool		isnull;
+		Jsonb	   *data = CallStepFunction(run, precheck, input, &value, &isnull);
+
+		if (precheck->rettype == BOOLOID && (isnull || !DatumGetBool(value)))
+			verdict = PRECHECK_SKIP_JOB;
+		result->precheck_data = KeepJsonb(run, data);
+
+		ReleaseCurrentSubTransaction();
+		RestoreCaller(callcxt, owner);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = CatchError(run);
+
+		RollbackAndReleaseCurrentSubTransaction();
+		RestoreCaller(callcxt, owner);
+
+		RunRecordError(run, stepno, PHASE_PRECHECK, edata->sqlerrcode,
+					   edata->message);
+		switch (edata->sqlerrcode)
+		{
+			case ERRCODE_CHOREO_SKIP:
+				/* choreo_skip()'s data is the step's precheck data */
+				result->precheck_data = run->skip_data;
+				verdict = PRECHECK_SKIP_JOB;
+				break;
+			case ERRCODE_CHOREO_CANCELED:
+				result->outcome = OUTCOME_CANCELED;
+				if (!try_only)
+				{
+					run->fatal_recorded = true;
+					ReThrowError(edata);
+				}
+				verdict = PRECHECK_CANCEL;
+				break;
+			case ERRCODE_QUERY_CANCELED:
+				run->fatal_recorded = true;
+				ReThrowError(edata);
+				break;
+			default:
+				verdict = PRECHECK_SKIP_JOB;
+				break;
+		}
+	}
+	PG_END_TRY();
+
+	return verdict;
+}
+
+/* Runs a job under choreo_run: its error ends the run */
+static void
+RunJob(Run *run, int stepno, RunInput *input)
+{
+	StepFunction *job = &run->pipeline->steps[stepno].job;
+	Datum		value;
+	bool		isnull;
+	Jsonb	   *data;
+
+	run->current_phase = PHASE_JOB;
+	data = CallStepFunction(run, job, input, &value, &isnull);
+	run->results[stepno].job_data = KeepJsonb(run, data);
+}
+
+/*
+ * Runs a job under choreo_try_run, in a subtransaction so that a failure
+ * rolls back its writes only.  Returns false when the job failed.
+ */
+static bool
+TryJob(Run *run, int stepno, RunInput *input)
+{
+	MemoryContext callcxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool succeeded = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(callcxt);
+	PG_TRY();
+	{
+		RunJob(run, stepno, input);
+		ReleaseCurrentSubTransaction();
+		RestoreCaller(callcxt, owner);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = CatchError(run);
+		bool		canceled = edata->sqlerrcode == ERRCODE_CHOREO_CANCELED;
+
+		RollbackAndReleaseCurrentSubTransaction();
+		RestoreCaller(callcxt, owner);
+
+		RunRecordError(run, stepno, PHASE_JOB, edata->sqlerrcode, edata->message);
+		run->fatal_recorded = true;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+
+		run->results[stepno].job_data = NULL;
+		run->results[stepno].outcome = canceled ? OUTCOME_CANCELED : OUTCOME_FAILED;
+		run->status = canceled ? RUN_CANCELED : RUN_FAILED;
+		succeeded = false;
+	}
+	PG_END_TRY();
+
+	return succeeded;
+}
+
+/* Runs the steps in order; stops early on a canceled or failed step */
+static void
+RunSteps(Run *run, RunInput *input, bool try_only)
+{
+	Pipeline   *pipeline = run->pipeline;
+
+	for (int i = 0; i < pipeline->nsteps; i++)
+	{
+		PipelineStep *step = &pipeline->steps[i];
+		StepResult *result = &run->results[i];
+
+		run->current_step = i;
+		if (step->precheck != NULL)
+		{
+			PrecheckVerdict verdict = RunPrecheck(run, i, input, try_only);
+
+			if (verdict == PRECHECK_CANCEL)
+			{
+				run->status = RUN_CANCELED;
+				return;
+			}
+			if (verdict == PRECHECK_SKIP_JOB)
+			{
+				result->outcome = OUTCOME_SKIPPED;
+				continue;
+			}
+		}
+
+		if (try_only)
+		{
+			if (!TryJob(run, i, input))
+				return;
+		}
+		else
+			RunJob(run, i, input);
+		result->outcome = OUTCOME_DONE;
+	}
+	run->status = RUN_COMPLETED;
+}
+
+/*
+ * Records the error that is ending a run (unless a step handler did) and
+ * marks the step it came from.  Called from a PG_CATCH block; leaves the
+ * error state intact for re-throwing.
+ */
+static void
+RecordFatalError(Run *run)
+{
+	MemoryContext old = MemoryContextSwitchTo(run->cxt);
+	ErrorData  *edata = CopyErrorData();
+	bool		canceled = edata->sqlerrcode == ERRCODE_CHOREO_CANCELED;
+
+	MemoryContextSwitchTo(old);
+	if (!run->fatal_recorded)
+		RunRecordError(run, run->current_step, run->current_phase,
+					   edata->sqlerrcode, edata->message);
+	if (run->current_step >= 0 && run->current_phase == PHASE_JOB)
+		run->results[run->current_step].outcome =
+			canceled ? OUTCOME_CANCELED : OUTCOME_FAILED;
+	run->status = canceled ? RUN_CANCELED : RUN_FAILED;
+	FreeErrorData(edata);
+}
+
+/*
+ * Runs a pipeline and returns its report, in the caller's memory context.
+ * try_only: step errors are reported rather than raised (choreo_try_run).
+ */
+Jsonb *
+RunPipeline(const char *pipeline_name, RunInput *input, bool try_only)
+{
+	Pipeline   *pipeline;
+	Run		   *run;
+	Jsonb	   *report;
+	ErrorContextCallback errcallback;
+
+	RunCheckDepth(pipeline_name);
+	pipeline = PipelineAcquire(pipeline_name);
+	run = RunBegin(pipeline);
+
+	errcallback.callback = RunErrorContext;
+	errcallback.arg = run;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+
+	PG_TRY();
+	{
+		PipelineCheckCallable(pipeline);
+		RunSteps(run, input, try_only);
+		run->current_step = -1;
+		run->current_phase = PHASE_NONE;
+		report = RunBuildReport(run);
+	}
+	PG_CATCH();
+	{
+		RecordFatalError(run);
+		RunEnd(run);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	error_context_stack = errcallback.previous;
+	RunEnd(run);
+	return report;
+}
+
+/* The input of a choreo_run(pipeline, input) call */
+static void
+InputFromCall(FunctionCallInfo fcinfo, RunInput *input)
+{
+	memset(input, 0, sizeof(RunInput));
+	if (PG_NARGS() < 2)
+		return;					/* a run without input */
+
+	input->type = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	if (!OidIsValid(input->type))
+		ereport(ERROR,
+				(errcode(ERRCODE_INDETERMINATE_DATATYPE),
+				 errmsg("could not determine the type of the pipeline's input")));
+	input->value = PG_GETARG_DATUM(1);
+	input->isnull = PG_ARGISNULL(1);
+	input->value_ready = true;
+}
+
+PG_FUNCTION_INFO_V1(choreo_run);
+
+/* Runs a pipeline; a step's fatal error is raised to the caller */
+Datum
+choreo_run(PG_FUNCTION_ARGS)
+{
+	char	   *pipeline = NameArgument(fcinfo, 0, "pipeline");
+	RunInput	input;
+
+	InputFromCall(fcinfo, &input);
+	PG_RETURN_JSONB_P(RunPipeline(pipeline, &input, false));
+}
+
+PG_FUNCTION_INFO_V1(choreo_try_run);
+
+/* Runs a pipeline; a step's fatal error is reported, not raised */
+Datum
+choreo_try_run(PG_FUNCTION_ARGS)
+{
+	char	   *pipeline = NameArgument(fcinfo, 0, "pipeline");
+	RunInput	input;
+
+	InputFromCall(fcinfo, &input);
+	PG_RETURN_JSONB_P(RunPipeline(pipeline, &input, true));
+}
+
+PG_FUNCTION_INFO_V1(choreo_cancel);
+
+/* Cancels the running pipeline: raises choreo_canceled (CH001) */
+Datum
+choreo_cancel(PG_FUNCTION_ARGS)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CHOREO_CANCELED),
+			 errmsg("%s", PG_ARGISNULL(0) ? "pipeline run canceled"
+					: text_to_cstring(PG_GETARG_TEXT_PP(0)))));
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(choreo_skip);
+
+/*
+ * Skips the job of the step whose precheck calls it: raises choreo_skip
+ * (CH002), leaving data as the step's precheck data.
+ */
+Datum
+choreo_skip(PG_FUNCTION_ARGS)
+{
+	Run		   *run = RunCurrent();
+
+	if (run != NULL && !PG_ARGISNULL(0))
+		run->skip_data = KeepJsonb(run, PG_GETARG_JSONB_P(0));
+	ereport(ERROR,
+			(errcode(ERRCODE_CHOREO_SKIP),
+			 errmsg("%s", PG_ARGISNULL(1) ? "job skipped by its precheck"
+					: text_to_cstring(PG_GETARG_TEXT_PP(1)))));
+	PG_RETURN_VOID();
+}
