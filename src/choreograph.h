@@ -52,6 +52,7 @@ typedef struct StepFunction
 	Oid			mode_input_type;	/* input type the mode was resolved for */
 	StepArgMode mode;
 	bool		mode_resolved;
+	bool		in_use;			/* a call through flinfo is in progress */
 } StepFunction;
 
 typedef struct PipelineStep
@@ -171,6 +172,7 @@ typedef struct Run
 	List	   *errors;			/* of RunError *, oldest first */
 	bool		fatal_recorded;
 	Jsonb	   *skip_data;		/* set by choreo_skip() for the running precheck */
+	StepFunction *calling;		/* the function whose flinfo is in use by us */
 } Run;
 
 extern void RunCheckDepth(const char *pipeline_name);

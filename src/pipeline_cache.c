@@ -335,13 +335,15 @@ PipelineRelease(Pipeline *pipeline)
 /* Raises an error for a step function that was dropped or may not be run */
 static void
 CheckStepFunction(Pipeline *pipeline, PipelineStep *step,
-				  StepFunction *function, Oid user)
+				  StepFunction *function, const char *role, Oid user)
 {
 	if (!function->exists)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function %u used by step \"%s\" of pipeline \"%s\" does not exist",
-						function->oid, step->name, pipeline->name),
+				 errmsg("step \"%s\" of pipeline \"%s\" uses a function that no longer exists",
+						step->name, pipeline->name),
+				 errdetail("Its %s was the function with OID %u, which has been dropped.",
+						   role, function->oid),
 				 errhint("Remove the step with choreo_remove_step and add it again.")));
 
 	if (pg_proc_aclcheck(function->oid, user, ACL_EXECUTE) != ACLCHECK_OK)
@@ -349,8 +351,8 @@ CheckStepFunction(Pipeline *pipeline, PipelineStep *step,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for function %s",
 						get_func_name(function->oid)),
-				 errdetail("Step \"%s\" of pipeline \"%s\" calls it, and steps run with the privileges of the caller.",
-						   step->name, pipeline->name)));
+				 errdetail("Step \"%s\" of pipeline \"%s\" calls it as its %s, and steps run with the privileges of the caller.",
+						   step->name, pipeline->name, role)));
 }
 
 /*
@@ -372,8 +374,8 @@ PipelineCheckCallable(Pipeline *pipeline)
 		PipelineStep *step = &pipeline->steps[i];
 
 		if (step->precheck != NULL)
-			CheckStepFunction(pipeline, step, step->precheck, user);
-		CheckStepFunction(pipeline, step, &step->job, user);
+			CheckStepFunction(pipeline, step, step->precheck, "precheck", user);
+		CheckStepFunction(pipeline, step, &step->job, "job", user);
 	}
 	pipeline->acl_checked_user = user;
 	pipeline->acl_checked_generation = acl_generation;

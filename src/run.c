@@ -105,17 +105,29 @@ ArgumentMode(Run *run, StepFunction *function, RunInput *input)
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("step \"%s\" of pipeline \"%s\" cannot take an input of type %s",
+				 errmsg("step \"%s\" of pipeline \"%s\" takes type %s, but the input has type %s",
 						run->pipeline->steps[run->current_step].name,
-						run->pipeline->name, format_type_be(input->type)),
-				 errdetail("Function %s takes type %s; it must take the input's type or jsonb.",
-						   format_procedure(function->oid),
-						   format_type_be(function->argtype))));
+						run->pipeline->name, format_type_be(function->argtype),
+						format_type_be(input->type)),
+				 errdetail("Its %s, %s, must take the input's type or jsonb.",
+						   StepPhaseName(run->current_phase),
+						   format_procedure(function->oid))));
 
 	function->mode = mode;
 	function->mode_input_type = input->type;
 	function->mode_resolved = true;
 	return mode;
+}
+
+/* Marks the step function the run was calling as free again */
+static void
+RunReleaseFunction(Run *run)
+{
+	if (run->calling != NULL)
+	{
+		run->calling->in_use = false;
+		run->calling = NULL;
+	}
 }
 
 /*
@@ -127,6 +139,7 @@ CallStepFunction(Run *run, StepFunction *function, RunInput *input,
 				 Datum *result, bool *result_isnull)
 {
 	LOCAL_FCINFO(fcinfo, 1);
+	FmgrInfo   *flinfo = &function->flinfo;
 	Datum		arg = (Datum) 0;
 	bool		argnull = true;
 
@@ -151,12 +164,29 @@ CallStepFunction(Run *run, StepFunction *function, RunInput *input,
 		}
 	}
 
-	InitFunctionCallInfoData(*fcinfo, &function->flinfo, function->nargs,
+	/*
+	 * A function's cached call info may hold state of a call in progress
+	 * (SQL functions keep their executor state in fn_extra), so a nested
+	 * run calling the same step function gets a fresh copy of its own.
+	 */
+	if (function->in_use)
+	{
+		flinfo = MemoryContextAlloc(run->cxt, sizeof(FmgrInfo));
+		fmgr_info_copy(flinfo, &function->flinfo, run->cxt);
+	}
+	else
+	{
+		function->in_use = true;
+		run->calling = function;
+	}
+
+	InitFunctionCallInfoData(*fcinfo, flinfo, function->nargs,
 							 function->collation, NULL, NULL);
 	fcinfo->args[0].value = arg;
 	fcinfo->args[0].isnull = argnull;
 	*result = FunctionCallInvoke(fcinfo);
 	*result_isnull = fcinfo->isnull;
+	RunReleaseFunction(run);
 	return DatumToJsonb(*result, *result_isnull, function->rettype);
 }
 
@@ -169,6 +199,7 @@ CatchError(Run *run)
 {
 	ErrorData  *edata;
 
+	RunReleaseFunction(run);
 	MemoryContextSwitchTo(run->cxt);
 	edata = CopyErrorData();
 	FlushErrorState();
@@ -310,6 +341,39 @@ TryJob(Run *run, int stepno, RunInput *input)
 	return succeeded;
 }
 
+/*
+ * Checks, before any step runs, that every step function can take the
+ * input, so that a mismatch fails the run as a whole (for choreo_try_run
+ * too) rather than half-way or, worse, as a precheck error that merely
+ * skips a job.  The answer is cached per function and input type.
+ */
+static void
+CheckInputTypes(Run *run, RunInput *input)
+{
+	Pipeline   *pipeline = run->pipeline;
+
+	if (!OidIsValid(input->type))
+		return;
+	for (int i = 0; i < pipeline->nsteps; i++)
+	{
+		PipelineStep *step = &pipeline->steps[i];
+
+		run->current_step = i;
+		if (step->precheck != NULL && step->precheck->nargs == 1)
+		{
+			run->current_phase = PHASE_PRECHECK;
+			(void) ArgumentMode(run, step->precheck, input);
+		}
+		if (step->job.nargs == 1)
+		{
+			run->current_phase = PHASE_JOB;
+			(void) ArgumentMode(run, &step->job, input);
+		}
+	}
+	run->current_step = -1;
+	run->current_phase = PHASE_NONE;
+}
+
 /* Runs the steps in order; stops early on a canceled or failed step */
 static void
 RunSteps(Run *run, RunInput *input, bool try_only)
@@ -397,6 +461,7 @@ RunPipeline(const char *pipeline_name, RunInput *input, bool try_only)
 	PG_TRY();
 	{
 		PipelineCheckCallable(pipeline);
+		CheckInputTypes(run, input);
 		RunSteps(run, input, try_only);
 		run->current_step = -1;
 		run->current_phase = PHASE_NONE;
@@ -404,6 +469,7 @@ RunPipeline(const char *pipeline_name, RunInput *input, bool try_only)
 	}
 	PG_CATCH();
 	{
+		RunReleaseFunction(run);
 		RecordFatalError(run);
 		RunEnd(run);
 		PG_RE_THROW();

@@ -237,7 +237,8 @@ RunBuildReport(Run *run)
 		PushPair(&state, "step",
 				 error->step >= 0 ? pipeline->steps[error->step].name : NULL);
 		PushPair(&state, "phase", StepPhaseName(error->phase));
-		PushPair(&state, "sqlstate", unpack_sql_state(error->sqlerrcode));
+		/* unpack_sql_state() reuses a static buffer: copy it */
+		PushPair(&state, "sqlstate", pstrdup(unpack_sql_state(error->sqlerrcode)));
 		PushPair(&state, "message", error->message);
 		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	}
