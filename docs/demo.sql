@@ -1,0 +1,79 @@
+-- The demo run by `make demo`: an order pipeline, run on rows and by a trigger.
+\set ON_ERROR_STOP on
+\pset footer off
+SET client_min_messages = warning;
+CREATE EXTENSION choreograph;
+
+CREATE TABLE stock (sku text PRIMARY KEY, available int NOT NULL CHECK (available >= 0));
+CREATE TABLE orders (id int PRIMARY KEY, sku text NOT NULL, quantity int NOT NULL,
+                     email text, status text NOT NULL DEFAULT 'new');
+CREATE TABLE outbox (order_id int, message text);
+INSERT INTO stock VALUES ('pen', 10), ('ink', 1);
+
+-- step functions: ordinary SQL and PL/pgSQL functions
+CREATE FUNCTION in_stock(o orders) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    left_over int := (SELECT available FROM stock WHERE sku = o.sku) - o.quantity;
+BEGIN
+    IF left_over < 0 THEN
+        PERFORM choreo_cancel(format('only %s %s left', left_over + o.quantity, o.sku));
+    END IF;
+    RETURN left_over;
+END $$;
+CREATE FUNCTION reserve(o orders) RETURNS int LANGUAGE sql AS $$
+    UPDATE stock SET available = available - o.quantity WHERE sku = o.sku RETURNING available
+$$;
+CREATE FUNCTION has_email(o orders) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    IF o.email IS NULL THEN
+        RAISE EXCEPTION 'order % has no e-mail address', o.id;
+    END IF;
+    RETURN o.email;
+END $$;
+CREATE FUNCTION notify(o orders) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    -- the precheck's result is in the bag
+    INSERT INTO outbox VALUES (o.id, format('order %s confirmed, mail to %s',
+                                            o.id, choreo_precheck_data('notify') #>> '{}'));
+    RETURN 'queued';
+END $$;
+CREATE FUNCTION confirm(o orders) RETURNS text LANGUAGE sql
+    AS $$ UPDATE orders SET status = 'confirmed' WHERE id = o.id RETURNING status $$;
+
+-- the pipeline, as a migration would define it
+SELECT choreo_add_step('order_flow', 'reserve', 'reserve(orders)', 'in_stock(orders)');
+SELECT choreo_add_step('order_flow', 'notify', 'notify(orders)', 'has_email(orders)');
+SELECT choreo_add_step('order_flow', 'confirm', 'confirm(orders)');
+\echo
+\echo '== the pipeline'
+SELECT * FROM choreo_steps;
+
+\echo '== one run per row, in one statement, inside the caller''s transaction'
+\echo '   (choreo_try_run reports a canceled or failed run instead of raising)'
+INSERT INTO orders (id, sku, quantity, email) VALUES
+    (1, 'pen', 2, 'ada@example.com'), (2, 'ink', 5, 'bob@example.com'), (3, 'pen', 1, NULL);
+CREATE TABLE reports AS
+    SELECT o.id, choreo_try_run('order_flow', o) AS report FROM orders o ORDER BY o.id;
+SELECT id, report->>'status' AS status, report->'steps' AS steps FROM reports ORDER BY id;
+
+\echo '== the report of order 3 (its notify precheck failed: job skipped, run went on)'
+SELECT jsonb_pretty(report) AS report FROM reports WHERE id = 3;
+\echo '== order 2 was canceled by its precheck'
+SELECT report->'errors' AS errors FROM reports WHERE id = 2;
+
+\echo '== a trigger runs the pipeline for each new order, all-or-nothing with the INSERT'
+CREATE TRIGGER orders_flow AFTER INSERT ON orders
+    FOR EACH ROW EXECUTE FUNCTION choreo_trigger('order_flow');
+INSERT INTO orders (id, sku, quantity, email) VALUES (4, 'pen', 3, 'cy@example.com');
+SELECT id, status FROM orders ORDER BY id;
+SELECT * FROM outbox ORDER BY order_id;
+SELECT * FROM stock ORDER BY sku;
+\echo '== the bag of that trigger run'
+SELECT jsonb_pretty(choreo_bag()) AS bag;
+
+\echo '== an order the pipeline cancels is not inserted at all (the error is expected)'
+\set ON_ERROR_STOP off
+INSERT INTO orders (id, sku, quantity, email) VALUES (5, 'ink', 9, 'di@example.com');
+\set ON_ERROR_STOP on
+SELECT count(*) AS orders_with_id_5 FROM orders WHERE id = 5;
+SELECT * FROM choreo_errors();
