@@ -34,6 +34,8 @@ PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 # server headers (and so PGXS) are installed: they install what is missing.
 .DEFAULT_GOAL := all
 .PHONY: demo test bench
+bench:
+	bash bench/run
 demo:
 	bash test/demo
 test:

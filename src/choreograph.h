@@ -73,6 +73,7 @@ typedef struct Pipeline
 	MemoryContext cxt;
 	int			nsteps;
 	PipelineStep *steps;
+	int		   *key_order;		/* step indexes in jsonb key order, for the bag */
 	int			pins;
 	bool		stale;			/* no longer in the cache; free at last unpin */
 	Oid			acl_checked_user;	/* role whose EXECUTE rights were checked */
@@ -92,7 +93,17 @@ extern char *NameArgument(FunctionCallInfo fcinfo, int argno, const char *what);
 
 /* jsonb_util.c */
 extern Jsonb *DatumToJsonb(Datum value, bool isnull, Oid type);
+extern void DatumToJsonbValue(Datum value, bool isnull, Oid type,
+							  JsonbValue *out, MemoryContext cxt);
+extern void JsonbToValue(Jsonb *jsonb, JsonbValue *out);
 extern Jsonb *JsonbNull(void);
+extern JsonbValue JsonbStringValue(const char *str);
+extern JsonbValue *JsonbObjectNew(int npairs);
+extern void JsonbObjectAdd(JsonbValue *object, const char *key, JsonbValue value);
+extern JsonbValue *JsonbArrayNew(int nelems);
+extern void JsonbArrayAdd(JsonbValue *array, JsonbValue value);
+extern Jsonb *JsonbTreeToJsonb(JsonbValue *tree);
+extern int	JsonbKeyCompare(const char *a, const char *b);
 extern void PushJsonbDatum(JsonbParseState **state, JsonbIteratorToken seq, Jsonb *value);
 extern void PushJsonbCString(JsonbParseState **state, JsonbIteratorToken seq, const char *str);
 extern void PushJsonbNull(JsonbParseState **state, JsonbIteratorToken seq);
@@ -113,7 +124,8 @@ typedef struct RunInput
 	struct TriggerData *trigger;	/* set for runs started by choreo_trigger */
 } RunInput;
 
-extern Jsonb *RunPipeline(const char *pipeline_name, RunInput *input, bool try_only);
+extern Jsonb *RunPipeline(const char *pipeline_name, RunInput *input,
+						  bool try_only, bool want_report);
 
 /* trigger.c */
 extern Datum TriggerRowDatum(struct TriggerData *trigdata);
@@ -144,11 +156,14 @@ typedef enum StepPhase
 	PHASE_JOB
 } StepPhase;
 
+/* What one step produced; values live in the run's memory */
 typedef struct StepResult
 {
 	StepOutcome outcome;
-	Jsonb	   *precheck_data;	/* NULL when absent */
-	Jsonb	   *job_data;		/* NULL when absent */
+	bool		has_precheck_data;
+	bool		has_job_data;
+	JsonbValue	precheck_data;	/* a scalar, or a container (jbvBinary) */
+	JsonbValue	job_data;
 } StepResult;
 
 typedef struct RunError

@@ -1,21 +1,30 @@
 /*
  * jsonb_util.c
- *		Turning SQL values into jsonb, and building jsonb objects.
+ *		Turning SQL values into jsonb, and building jsonb documents fast.
  *
- * Values of any type are rendered exactly as to_jsonb() renders them, by
- * calling to_jsonb through the function manager.  to_jsonb learns its
- * argument's type from the call expression, so we keep, per type, a
- * FmgrInfo whose fn_expr carries a dummy argument of that type; the lookup
- * is done once per backend and type.
+ * Values of any type are rendered exactly as to_jsonb() renders them.  The
+ * common scalar types (boolean, integers, numeric, text, jsonb) are
+ * converted here directly; the others go through to_jsonb itself, called
+ * through the function manager.  to_jsonb learns its argument's type from
+ * the call expression, so we keep, per type, a FmgrInfo whose fn_expr
+ * carries a dummy argument of that type.
+ *
+ * Documents built on hot paths (a run's report, bag and envelopes) are
+ * assembled as JsonbValue trees whose object keys are added already in
+ * jsonb's order (shorter keys first, then bytewise) and serialized once:
+ * this avoids pushJsonbValue's per-object sort and copying.
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 
 #include "choreograph.h"
 
@@ -34,7 +43,6 @@ static FmgrInfo *
 ConverterFor(Oid type)
 {
 	JsonbConverter *converter;
-	bool		found;
 
 	if (converters == NULL)
 	{
@@ -64,7 +72,7 @@ ConverterFor(Oid type)
 						 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 		MemoryContextSwitchTo(old);
 
-		converter = hash_search(converters, &type, HASH_ENTER, &found);
+		converter = hash_search(converters, &type, HASH_ENTER, NULL);
 		converter->to_jsonb = flinfo;
 	}
 	return &converter->to_jsonb;
@@ -101,20 +109,248 @@ DatumToJsonb(Datum value, bool isnull, Oid type)
 	return DatumGetJsonbP(FunctionCall1(ConverterFor(type), value));
 }
 
-/* Adds a jsonb value to an object or array being built */
+/*
+ * Describes a jsonb document as a JsonbValue: its scalar, or its root
+ * container (jbvBinary, pointing into the document).
+ */
+void
+JsonbToValue(Jsonb *jsonb, JsonbValue *out)
+{
+	if (JB_ROOT_IS_SCALAR(jsonb))
+		JsonbExtractScalar(&jsonb->root, out);
+	else
+	{
+		out->type = jbvBinary;
+		out->val.binary.data = &jsonb->root;
+		out->val.binary.len = VARSIZE(jsonb) - VARHDRSZ;
+	}
+}
+
+/*
+ * Renders a value as to_jsonb() would, as a JsonbValue whose memory is in
+ * cxt.  Common scalar types are converted without going through to_jsonb.
+ */
+void
+DatumToJsonbValue(Datum value, bool isnull, Oid type, JsonbValue *out,
+				  MemoryContext cxt)
+{
+	MemoryContext old;
+	Jsonb	   *jsonb;
+
+	if (isnull || type == VOIDOID || !OidIsValid(type))
+	{
+		out->type = jbvNull;
+		return;
+	}
+
+	switch (type)
+	{
+		case BOOLOID:
+			out->type = jbvBool;
+			out->val.boolean = DatumGetBool(value);
+			return;
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+			old = MemoryContextSwitchTo(cxt);
+			out->type = jbvNumeric;
+			out->val.numeric = int64_to_numeric(type == INT8OID ? DatumGetInt64(value)
+												: type == INT4OID ? DatumGetInt32(value)
+												: DatumGetInt16(value));
+			MemoryContextSwitchTo(old);
+			return;
+		case NUMERICOID:
+			{
+				Numeric		num = DatumGetNumeric(value);
+
+				/* to_jsonb renders NaN and infinities as strings */
+				if (numeric_is_nan(num) || numeric_is_inf(num))
+					break;
+				out->type = jbvNumeric;
+				out->val.numeric = MemoryContextAlloc(cxt, VARSIZE(num));
+				memcpy(out->val.numeric, num, VARSIZE(num));
+				return;
+			}
+		case TEXTOID:
+		case VARCHAROID:
+			{
+				text	   *txt = DatumGetTextPP(value);
+				int			len = VARSIZE_ANY_EXHDR(txt);
+
+				out->type = jbvString;
+				out->val.string.len = len;
+				out->val.string.val = MemoryContextAlloc(cxt, len + 1);
+				memcpy(out->val.string.val, VARDATA_ANY(txt), len);
+				out->val.string.val[len] = '\0';
+				return;
+			}
+		default:
+			break;
+	}
+
+	jsonb = DatumToJsonb(value, false, type);
+	jsonb = memcpy(MemoryContextAlloc(cxt, VARSIZE(jsonb)), jsonb, VARSIZE(jsonb));
+	JsonbToValue(jsonb, out);
+}
+
+/* Compares two object keys as jsonb orders them: shorter first, then bytewise */
+int
+JsonbKeyCompare(const char *a, const char *b)
+{
+	size_t		alen = strlen(a);
+	size_t		blen = strlen(b);
+
+	if (alen != blen)
+		return alen < blen ? -1 : 1;
+	return memcmp(a, b, alen);
+}
+
+/* A jsonb string value (pointing to str, which must outlive the value) */
+JsonbValue
+JsonbStringValue(const char *str)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) str;
+	v.val.string.len = strlen(str);
+	return v;
+}
+
+/* A new, empty object with room for npairs pairs */
+JsonbValue *
+JsonbObjectNew(int npairs)
+{
+	JsonbValue *object = palloc(sizeof(JsonbValue));
+
+	object->type = jbvObject;
+	object->val.object.nPairs = 0;
+	object->val.object.pairs = palloc(sizeof(JsonbPair) * Max(npairs, 1));
+	return object;
+}
+
+/*
+ * Adds a pair to an object made by JsonbObjectNew.  Keys must come in
+ * jsonb's order (shorter first, then bytewise) and be unique: the tree is
+ * serialized as is.
+ */
+void
+JsonbObjectAdd(JsonbValue *object, const char *key, JsonbValue value)
+{
+	JsonbPair  *pair = &object->val.object.pairs[object->val.object.nPairs];
+
+	Assert(object->val.object.nPairs == 0 ||
+		   JsonbKeyCompare(pair[-1].key.val.string.val, key) < 0);
+	pair->key = JsonbStringValue(key);
+	pair->value = value;
+	pair->order = object->val.object.nPairs++;
+}
+
+/* A new, empty array with room for nelems elements */
+JsonbValue *
+JsonbArrayNew(int nelems)
+{
+	JsonbValue *array = palloc(sizeof(JsonbValue));
+
+	array->type = jbvArray;
+	array->val.array.nElems = 0;
+	array->val.array.rawScalar = false;
+	array->val.array.elems = palloc(sizeof(JsonbValue) * Max(nelems, 1));
+	return array;
+}
+
+void
+JsonbArrayAdd(JsonbValue *array, JsonbValue value)
+{
+	array->val.array.elems[array->val.array.nElems++] = value;
+}
+
+/*
+ * Turns a jbvBinary value (a container inside some jsonb document) into a
+ * tree of JsonbValues, which is what serialization takes.
+ */
+static void
+ExpandContainer(JsonbValue *value)
+{
+	JsonbIterator *it = JsonbIteratorInit(value->val.binary.data);
+	JsonbValue	v;
+	JsonbIteratorToken token;
+
+	check_stack_depth();
+	token = JsonbIteratorNext(&it, &v, true);
+	if (token == WJB_BEGIN_ARRAY)
+	{
+		JsonbValue *array = JsonbArrayNew(v.val.array.nElems);
+
+		array->val.array.rawScalar = v.val.array.rawScalar;
+		while ((token = JsonbIteratorNext(&it, &v, true)) == WJB_ELEM)
+		{
+			if (v.type == jbvBinary)
+				ExpandContainer(&v);
+			JsonbArrayAdd(array, v);
+		}
+		*value = *array;
+	}
+	else
+	{
+		JsonbValue *object = JsonbObjectNew(v.val.object.nPairs);
+
+		Assert(token == WJB_BEGIN_OBJECT);
+		while ((token = JsonbIteratorNext(&it, &v, true)) == WJB_KEY)
+		{
+			JsonbPair  *pair = &object->val.object.pairs[object->val.object.nPairs];
+
+			pair->key = v;
+			token = JsonbIteratorNext(&it, &pair->value, true);
+			Assert(token == WJB_VALUE);
+			if (pair->value.type == jbvBinary)
+				ExpandContainer(&pair->value);
+			pair->order = object->val.object.nPairs++;
+		}
+		*value = *object;
+	}
+}
+
+/* Expands every container value found in a tree, in place */
+static void
+ExpandTree(JsonbValue *value)
+{
+	switch (value->type)
+	{
+		case jbvBinary:
+			ExpandContainer(value);
+			break;
+		case jbvArray:
+			for (int i = 0; i < value->val.array.nElems; i++)
+				ExpandTree(&value->val.array.elems[i]);
+			break;
+		case jbvObject:
+			for (int i = 0; i < value->val.object.nPairs; i++)
+				ExpandTree(&value->val.object.pairs[i].value);
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Serializes a tree built with the functions above (it may hold jbvBinary
+ * values anywhere) into a jsonb document in the current memory context.
+ */
+Jsonb *
+JsonbTreeToJsonb(JsonbValue *tree)
+{
+	ExpandTree(tree);
+	return JsonbValueToJsonb(tree);
+}
+
+/* Adds a jsonb value to an object or array being built with pushJsonbValue */
 void
 PushJsonbDatum(JsonbParseState **state, JsonbIteratorToken seq, Jsonb *value)
 {
 	JsonbValue	v;
 
-	if (JB_ROOT_IS_SCALAR(value))
-		JsonbExtractScalar(&value->root, &v);
-	else
-	{
-		v.type = jbvBinary;
-		v.val.binary.data = &value->root;
-		v.val.binary.len = VARSIZE(value) - VARHDRSZ;
-	}
+	JsonbToValue(value, &v);
 	pushJsonbValue(state, seq, &v);
 }
 
@@ -122,11 +358,8 @@ PushJsonbDatum(JsonbParseState **state, JsonbIteratorToken seq, Jsonb *value)
 void
 PushJsonbCString(JsonbParseState **state, JsonbIteratorToken seq, const char *str)
 {
-	JsonbValue	v;
+	JsonbValue	v = JsonbStringValue(str);
 
-	v.type = jbvString;
-	v.val.string.val = (char *) str;
-	v.val.string.len = strlen(str);
 	pushJsonbValue(state, seq, &v);
 }
 

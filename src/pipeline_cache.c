@@ -205,6 +205,16 @@ ResolveStepFunction(StepFunction *function, Oid oid, MemoryContext cxt)
 	fmgr_info_cxt(oid, &function->flinfo, cxt);
 }
 
+/* qsort_arg comparator: step indexes by their names' jsonb key order */
+static int
+CompareStepKeys(const void *a, const void *b, void *arg)
+{
+	Pipeline   *pipeline = (Pipeline *) arg;
+
+	return JsonbKeyCompare(pipeline->steps[*(const int *) a].name,
+						   pipeline->steps[*(const int *) b].name);
+}
+
 /*
  * Reads one pipeline's definition from the tables into a new memory
  * context.  The context starts as a child of the caller's, so an error
@@ -274,6 +284,11 @@ LoadPipeline(const char *name)
 		ResolveStepFunction(&step->job, DatumGetObjectId(value), cxt);
 		pipeline->nsteps++;
 	}
+	pipeline->key_order = palloc(sizeof(int) * Max(pipeline->nsteps, 1));
+	for (int i = 0; i < pipeline->nsteps; i++)
+		pipeline->key_order[i] = i;
+	qsort_arg(pipeline->key_order, pipeline->nsteps, sizeof(int),
+			  CompareStepKeys, pipeline);
 	MemoryContextSwitchTo(old);
 
 	/* remember which tables to watch */

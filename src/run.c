@@ -131,12 +131,12 @@ RunReleaseFunction(Run *run)
 }
 
 /*
- * Calls a step function with the run's input and returns its result
- * rendered as jsonb, in the current memory context.
+ * Calls a step function with the run's input; returns its result, and the
+ * result rendered as jsonb in the run's memory.
  */
-static Jsonb *
+static void
 CallStepFunction(Run *run, StepFunction *function, RunInput *input,
-				 Datum *result, bool *result_isnull)
+				 Datum *result, bool *result_isnull, JsonbValue *data)
 {
 	LOCAL_FCINFO(fcinfo, 1);
 	FmgrInfo   *flinfo = &function->flinfo;
@@ -160,7 +160,8 @@ CallStepFunction(Run *run, StepFunction *function, RunInput *input,
 		{
 			*result = (Datum) 0;
 			*result_isnull = true;
-			return JsonbNull();
+			data->type = jbvNull;
+			return;
 		}
 	}
 
@@ -187,7 +188,7 @@ CallStepFunction(Run *run, StepFunction *function, RunInput *input,
 	*result = FunctionCallInvoke(fcinfo);
 	*result_isnull = fcinfo->isnull;
 	RunReleaseFunction(run);
-	return DatumToJsonb(*result, *result_isnull, function->rettype);
+	DatumToJsonbValue(*result, *result_isnull, function->rettype, data, run->cxt);
 }
 
 /*
@@ -237,11 +238,12 @@ RunPrecheck(Run *run, int stepno, RunInput *input, bool try_only)
 	{
 		Datum		value;
 		bool		isnull;
-		Jsonb	   *data = CallStepFunction(run, precheck, input, &value, &isnull);
 
+		CallStepFunction(run, precheck, input, &value, &isnull,
+						 &result->precheck_data);
+		result->has_precheck_data = true;
 		if (precheck->rettype == BOOLOID && (isnull || !DatumGetBool(value)))
 			verdict = PRECHECK_SKIP_JOB;
-		result->precheck_data = KeepJsonb(run, data);
 
 		ReleaseCurrentSubTransaction();
 		RestoreCaller(callcxt, owner);
@@ -255,11 +257,14 @@ RunPrecheck(Run *run, int stepno, RunInput *input, bool try_only)
 
 		RunRecordError(run, stepno, PHASE_PRECHECK, edata->sqlerrcode,
 					   edata->message);
+		result->has_precheck_data = false;
 		switch (edata->sqlerrcode)
 		{
 			case ERRCODE_CHOREO_SKIP:
 				/* choreo_skip()'s data is the step's precheck data */
-				result->precheck_data = run->skip_data;
+				result->has_precheck_data = run->skip_data != NULL;
+				if (run->skip_data != NULL)
+					JsonbToValue(run->skip_data, &result->precheck_data);
 				verdict = PRECHECK_SKIP_JOB;
 				break;
 			case ERRCODE_CHOREO_CANCELED:
@@ -290,13 +295,13 @@ static void
 RunJob(Run *run, int stepno, RunInput *input)
 {
 	StepFunction *job = &run->pipeline->steps[stepno].job;
+	StepResult *result = &run->results[stepno];
 	Datum		value;
 	bool		isnull;
-	Jsonb	   *data;
 
 	run->current_phase = PHASE_JOB;
-	data = CallStepFunction(run, job, input, &value, &isnull);
-	run->results[stepno].job_data = KeepJsonb(run, data);
+	CallStepFunction(run, job, input, &value, &isnull, &result->job_data);
+	result->has_job_data = true;
 }
 
 /*
@@ -331,7 +336,7 @@ TryJob(Run *run, int stepno, RunInput *input)
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
 
-		run->results[stepno].job_data = NULL;
+		run->results[stepno].has_job_data = false;
 		run->results[stepno].outcome = canceled ? OUTCOME_CANCELED : OUTCOME_FAILED;
 		run->status = canceled ? RUN_CANCELED : RUN_FAILED;
 		succeeded = false;
@@ -438,15 +443,17 @@ RecordFatalError(Run *run)
 }
 
 /*
- * Runs a pipeline and returns its report, in the caller's memory context.
- * try_only: step errors are reported rather than raised (choreo_try_run).
+ * Runs a pipeline and returns its report, in the caller's memory context,
+ * or NULL when the caller wants none (a trigger).  try_only: step errors
+ * are reported rather than raised (choreo_try_run).
  */
 Jsonb *
-RunPipeline(const char *pipeline_name, RunInput *input, bool try_only)
+RunPipeline(const char *pipeline_name, RunInput *input, bool try_only,
+			bool want_report)
 {
 	Pipeline   *pipeline;
 	Run		   *run;
-	Jsonb	   *report;
+	Jsonb	   *volatile report = NULL;
 	ErrorContextCallback errcallback;
 
 	RunCheckDepth(pipeline_name);
@@ -465,7 +472,8 @@ RunPipeline(const char *pipeline_name, RunInput *input, bool try_only)
 		RunSteps(run, input, try_only);
 		run->current_step = -1;
 		run->current_phase = PHASE_NONE;
-		report = RunBuildReport(run);
+		if (want_report)
+			report = RunBuildReport(run);
 	}
 	PG_CATCH();
 	{
@@ -509,7 +517,7 @@ choreo_run(PG_FUNCTION_ARGS)
 	RunInput	input;
 
 	InputFromCall(fcinfo, &input);
-	PG_RETURN_JSONB_P(RunPipeline(pipeline, &input, false));
+	PG_RETURN_JSONB_P(RunPipeline(pipeline, &input, false, true));
 }
 
 PG_FUNCTION_INFO_V1(choreo_try_run);
@@ -522,7 +530,7 @@ choreo_try_run(PG_FUNCTION_ARGS)
 	RunInput	input;
 
 	InputFromCall(fcinfo, &input);
-	PG_RETURN_JSONB_P(RunPipeline(pipeline, &input, true));
+	PG_RETURN_JSONB_P(RunPipeline(pipeline, &input, true, true));
 }
 
 PG_FUNCTION_INFO_V1(choreo_cancel);

@@ -23,6 +23,9 @@ static Run *current_run = NULL;	/* innermost active run */
 static Run *last_run = NULL;	/* most recently ended run */
 static int	run_depth = 0;
 
+/* an emptied run context kept for the next run: most runs then create none */
+static MemoryContext spare_cxt = NULL;
+
 static const char *const outcome_names[] = {
 	[OUTCOME_NOT_RUN] = "not_run",
 	[OUTCOME_DONE] = "done",
@@ -62,8 +65,14 @@ RunBegin(Pipeline *pipeline)
 	MemoryContext cxt;
 	Run		   *run;
 
-	cxt = AllocSetContextCreate(TopMemoryContext, "choreograph run",
-								ALLOCSET_SMALL_SIZES);
+	if (spare_cxt != NULL)
+	{
+		cxt = spare_cxt;
+		spare_cxt = NULL;
+	}
+	else
+		cxt = AllocSetContextCreate(TopMemoryContext, "choreograph run",
+									ALLOCSET_SMALL_SIZES);
 	run = MemoryContextAllocZero(cxt, sizeof(Run));
 	run->cxt = cxt;
 	run->pipeline = pipeline;
@@ -95,8 +104,16 @@ RunCheckDepth(const char *pipeline_name)
 static void
 RunFree(Run *run)
 {
+	MemoryContext cxt = run->cxt;
+
 	PipelineRelease(run->pipeline);
-	MemoryContextDelete(run->cxt);
+	if (spare_cxt == NULL)
+	{
+		MemoryContextReset(cxt);
+		spare_cxt = cxt;
+	}
+	else
+		MemoryContextDelete(cxt);
 }
 
 /*
@@ -147,57 +164,58 @@ RunRecordError(Run *run, int step, StepPhase phase, int sqlerrcode,
 	MemoryContextSwitchTo(old);
 }
 
+/* A string value copied into the current memory context */
+static JsonbValue
+StringValue(const char *str)
+{
+	return JsonbStringValue(pstrdup(str));
+}
+
+/* A string value, or null */
+static JsonbValue
+StringOrNullValue(const char *str)
+{
+	JsonbValue	v;
+
+	if (str != NULL)
+		return JsonbStringValue(str);
+	v.type = jbvNull;
+	return v;
+}
+
 /*
- * Adds the bag of a run, as an object value, to a jsonb being built;
- * returns the object when it is the whole jsonb.
+ * The bag of a run as a tree: {"step": {"job": ..., "precheck": ...}} for
+ * the steps that left data, keys in jsonb order.
  */
 static JsonbValue *
-PushBag(JsonbParseState **state, Run *run)
+BagTree(Run *run)
 {
 	Pipeline   *pipeline = run->pipeline;
+	JsonbValue *bag = JsonbObjectNew(pipeline->nsteps);
 
-	pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
-	for (int i = 0; i < pipeline->nsteps; i++)
+	for (int k = 0; k < pipeline->nsteps; k++)
 	{
+		int			i = pipeline->key_order[k];
 		StepResult *result = &run->results[i];
+		JsonbValue *entry;
 
-		if (result->precheck_data == NULL && result->job_data == NULL)
+		if (!result->has_precheck_data && !result->has_job_data)
 			continue;
-		PushJsonbCString(state, WJB_KEY, pipeline->steps[i].name);
-		pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
-		if (result->precheck_data != NULL)
-		{
-			PushJsonbCString(state, WJB_KEY, "precheck");
-			PushJsonbDatum(state, WJB_VALUE, result->precheck_data);
-		}
-		if (result->job_data != NULL)
-		{
-			PushJsonbCString(state, WJB_KEY, "job");
-			PushJsonbDatum(state, WJB_VALUE, result->job_data);
-		}
-		pushJsonbValue(state, WJB_END_OBJECT, NULL);
+		entry = JsonbObjectNew(2);
+		if (result->has_job_data)
+			JsonbObjectAdd(entry, "job", result->job_data);
+		if (result->has_precheck_data)
+			JsonbObjectAdd(entry, "precheck", result->precheck_data);
+		JsonbObjectAdd(bag, pipeline->steps[i].name, *entry);
 	}
-	return pushJsonbValue(state, WJB_END_OBJECT, NULL);
+	return bag;
 }
 
 /* Returns the bag of a run as a jsonb object, in the current context */
 Jsonb *
 RunBuildBag(Run *run)
 {
-	JsonbParseState *state = NULL;
-
-	return JsonbValueToJsonb(PushBag(&state, run));
-}
-
-/* Adds one "key": "string" pair to an object being built */
-static void
-PushPair(JsonbParseState **state, const char *key, const char *value)
-{
-	PushJsonbCString(state, WJB_KEY, key);
-	if (value != NULL)
-		PushJsonbCString(state, WJB_VALUE, value);
-	else
-		PushJsonbNull(state, WJB_VALUE);
+	return JsonbTreeToJsonb(BagTree(run));
 }
 
 /* Returns the report of a finished run, in the current memory context */
@@ -205,47 +223,43 @@ Jsonb *
 RunBuildReport(Run *run)
 {
 	Pipeline   *pipeline = run->pipeline;
-	JsonbParseState *state = NULL;
-	JsonbValue *result;
+	JsonbValue *report = JsonbObjectNew(5);
+	JsonbValue *steps = JsonbArrayNew(pipeline->nsteps);
+	JsonbValue *errors = JsonbArrayNew(list_length(run->errors));
 	ListCell   *lc;
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	PushPair(&state, "pipeline", pipeline->name);
-	PushPair(&state, "status", status_names[run->status]);
-
-	PushJsonbCString(&state, WJB_KEY, "steps");
-	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 	for (int i = 0; i < pipeline->nsteps; i++)
 	{
-		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		PushPair(&state, "step", pipeline->steps[i].name);
-		PushPair(&state, "outcome", outcome_names[run->results[i].outcome]);
-		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+		JsonbValue *step = JsonbObjectNew(2);
+
+		JsonbObjectAdd(step, "step", JsonbStringValue(pipeline->steps[i].name));
+		JsonbObjectAdd(step, "outcome",
+					   JsonbStringValue(outcome_names[run->results[i].outcome]));
+		JsonbArrayAdd(steps, *step);
 	}
-	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
 
-	PushJsonbCString(&state, WJB_KEY, "bag");
-	(void) PushBag(&state, run);
-
-	PushJsonbCString(&state, WJB_KEY, "errors");
-	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 	foreach(lc, run->errors)
 	{
 		RunError   *error = lfirst(lc);
+		JsonbValue *entry = JsonbObjectNew(4);
 
-		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		PushPair(&state, "step",
-				 error->step >= 0 ? pipeline->steps[error->step].name : NULL);
-		PushPair(&state, "phase", StepPhaseName(error->phase));
+		JsonbObjectAdd(entry, "step",
+					   StringOrNullValue(error->step >= 0 ?
+										 pipeline->steps[error->step].name : NULL));
+		JsonbObjectAdd(entry, "phase", StringOrNullValue(StepPhaseName(error->phase)));
+		JsonbObjectAdd(entry, "message", JsonbStringValue(error->message));
 		/* unpack_sql_state() reuses a static buffer: copy it */
-		PushPair(&state, "sqlstate", pstrdup(unpack_sql_state(error->sqlerrcode)));
-		PushPair(&state, "message", error->message);
-		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+		JsonbObjectAdd(entry, "sqlstate", StringValue(unpack_sql_state(error->sqlerrcode)));
+		JsonbArrayAdd(errors, *entry);
 	}
-	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
 
-	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	return JsonbValueToJsonb(result);
+	/* keys in jsonb order: by length, then bytewise */
+	JsonbObjectAdd(report, "bag", *BagTree(run));
+	JsonbObjectAdd(report, "steps", *steps);
+	JsonbObjectAdd(report, "errors", *errors);
+	JsonbObjectAdd(report, "status", JsonbStringValue(status_names[run->status]));
+	JsonbObjectAdd(report, "pipeline", JsonbStringValue(pipeline->name));
+	return JsonbTreeToJsonb(report);
 }
 
 /* Finds a step of a run's pipeline by name; -1 when there is none */
@@ -259,15 +273,6 @@ RunFindStep(Run *run, text *step_name)
 		if (strcmp(pipeline->steps[i].name, name) == 0)
 			return i;
 	return -1;
-}
-
-static Jsonb *
-CopyJsonb(Jsonb *value)
-{
-	Jsonb	   *copy = palloc(VARSIZE(value));
-
-	memcpy(copy, value, VARSIZE(value));
-	return copy;
 }
 
 PG_FUNCTION_INFO_V1(choreo_bag);
@@ -288,19 +293,20 @@ static Datum
 StepData(FunctionCallInfo fcinfo, StepPhase phase)
 {
 	Run		   *run = RunVisible();
+	StepResult *result;
 	int			step;
-	Jsonb	   *data;
 
 	if (run == NULL || PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	step = RunFindStep(run, PG_GETARG_TEXT_PP(0));
 	if (step < 0)
 		PG_RETURN_NULL();
-	data = phase == PHASE_PRECHECK ? run->results[step].precheck_data
-		: run->results[step].job_data;
-	if (data == NULL)
-		PG_RETURN_NULL();
-	PG_RETURN_JSONB_P(CopyJsonb(data));
+	result = &run->results[step];
+	if (phase == PHASE_PRECHECK && result->has_precheck_data)
+		PG_RETURN_JSONB_P(JsonbValueToJsonb(&result->precheck_data));
+	if (phase == PHASE_JOB && result->has_job_data)
+		PG_RETURN_JSONB_P(JsonbValueToJsonb(&result->job_data));
+	PG_RETURN_NULL();
 }
 
 PG_FUNCTION_INFO_V1(choreo_precheck_data);

@@ -127,7 +127,7 @@ choreo_trigger(PG_FUNCTION_ARGS)
 	memset(&input, 0, sizeof(RunInput));
 	input.type = RelationGetDescr(trigdata->tg_relation)->tdtypeid;
 	input.trigger = trigdata;
-	(void) RunPipeline(trigger->tgargs[0], &input, false);
+	(void) RunPipeline(trigger->tgargs[0], &input, false, false);
 
 	if (TRIGGER_FIRED_AFTER(trigdata->tg_event))
 		return PointerGetDatum(NULL);
