@@ -92,7 +92,7 @@ InputJsonb(RunInput *input)
 static StepArgMode
 ArgumentMode(Run *run, StepFunction *function, RunInput *input)
 {
-	StepArgMode mode;
+	StepArgMode mode = STEP_ARG_INPUT;
 
 	if (function->mode_resolved && function->mode_input_type == input->type)
 		return function->mode;
