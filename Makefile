@@ -16,7 +16,7 @@ PGFILEDESC = "choreograph - transactional orchestration"
 
 # pg_regress files, one per feature, in the order they run
 REGRESS = init definition run bag input trigger errors privileges dump
-REGRESS_OPTS = --inputdir=. --load-extension=plpgsql
+REGRESS_OPTS = --inputdir=.
 
 # Multi-session behaviour, checked by PostgreSQL's isolation tester
 ISOLATION = cache
