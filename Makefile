@@ -4,14 +4,22 @@ EXTENSION = choreograph
 MODULE_big = choreograph
 OBJS = \
 	src/choreograph.o \
+	src/buffer.o \
+	src/buffer_catalog.o \
+	src/capture.o \
 	src/catalog.o \
+	src/hooks.o \
 	src/jsonb_util.o \
 	src/pipeline_cache.o \
 	src/run.o \
 	src/run_state.o \
-	src/trigger.o
+	src/shmem.o \
+	src/transaction.o \
+	src/trigger.o \
+	src/util.o \
+	src/worker.o
 
-DATA = sql/choreograph--0.1.sql
+DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql
 PGFILEDESC = "choreograph - transactional orchestration"
 
 # pg_regress files, one per feature, in the order they run

@@ -32,53 +32,6 @@
 
 #include "choreograph.h"
 
-/* What BeginDefinitionWrite changed, for EndDefinitionWrite to undo */
-typedef struct DefinitionWrite
-{
-	Oid			caller;
-	Oid			saved_userid;
-	int			saved_sec_context;
-	int			saved_nestlevel;
-} DefinitionWrite;
-
-/*
- * Returns the OID of one of the extension's tables.  Errors (or returns
- * InvalidOid) when the extension is not installed in this database.
- */
-Oid
-ChoreoRelationOid(const char *relname, bool missing_ok)
-{
-	Oid			namespace = get_namespace_oid(CHOREO_SCHEMA, true);
-	Oid			relid = InvalidOid;
-
-	if (OidIsValid(namespace))
-		relid = get_relname_relid(relname, namespace);
-	if (!OidIsValid(relid) && !missing_ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"choreograph\" is not installed in this database"),
-				 errhint("Run CREATE EXTENSION choreograph.")));
-	return relid;
-}
-
-/* Returns a name argument as a C string; null and empty names are errors */
-char *
-NameArgument(FunctionCallInfo fcinfo, int argno, const char *what)
-{
-	char	   *name;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s name must not be null", what)));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
-	if (name[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s name must not be empty", what)));
-	return name;
-}
-
 /*
  * Checks that a function can serve as a step's precheck or job: a plain
  * function, not returning a set, taking zero or one argument of a real type.
@@ -136,80 +89,19 @@ ValidateStepFunction(Oid function, const char *role, const char *pipeline,
 	ReleaseSysCache(tuple);
 }
 
-/* The role owning the definition tables (the extension's owner) */
-static Oid
-DefinitionTablesOwner(void)
-{
-	Oid			relid = ChoreoRelationOid("pipelines", false);
-	HeapTuple	tuple;
-	Oid			owner;
-
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
-}
-
-/*
- * Switches to the definition tables' owner, with a safe search_path, and
- * connects to SPI.  An error on the way is undone by the (sub)transaction
- * abort, which restores the user and the settings.
- */
-static void
-BeginDefinitionWrite(DefinitionWrite *write)
-{
-	Oid			owner = DefinitionTablesOwner();
-
-	write->caller = GetUserId();
-	GetUserIdAndSecContext(&write->saved_userid, &write->saved_sec_context);
-	SetUserIdAndSecContext(owner, write->saved_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	write->saved_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-}
-
-static void
-EndDefinitionWrite(DefinitionWrite *write)
-{
-	SPI_finish();
-	AtEOXact_GUC(true, write->saved_nestlevel);
-	SetUserIdAndSecContext(write->saved_userid, write->saved_sec_context);
-}
-
-/* Runs one statement of the definition functions; returns rows processed */
-static uint64
-ExecuteDefinitionQuery(const char *query, int nargs, Oid *argtypes,
-					   Datum *args, int expected)
-{
-	int			rc = SPI_execute_with_args(query, nargs, argtypes, args,
-										   NULL, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "could not execute \"%s\": %s", query,
-			 SPI_result_code_string(rc));
-	return SPI_processed;
-}
-
 /*
  * Locks a pipeline's row and checks that the caller may change it.
  * Returns false (having locked nothing) when the pipeline does not exist.
  */
 static bool
-LockOwnedPipeline(DefinitionWrite *write, const char *pipeline)
+LockOwnedPipeline(ExtensionWrite *write, const char *pipeline)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1] = {CStringGetTextDatum(pipeline)};
 	bool		isnull;
 	Oid			owner;
 
-	if (ExecuteDefinitionQuery("SELECT owner::pg_catalog.oid FROM " CHOREO_SCHEMA ".pipelines"
+	if (ExecuteExtensionQuery("SELECT owner::pg_catalog.oid FROM " CHOREO_SCHEMA ".pipelines"
 							   " WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 							   1, argtypes, args, SPI_OK_SELECT) == 0)
 		return false;
@@ -253,7 +145,7 @@ choreo_add_step(PG_FUNCTION_ARGS)
 	char	   *step = NameArgument(fcinfo, 1, "step");
 	Oid			job;
 	Oid			precheck = InvalidOid;
-	DefinitionWrite write;
+	ExtensionWrite write;
 	Oid			owner_argtypes[2] = {TEXTOID, OIDOID};
 	Oid			argtypes[5] = {TEXTOID, TEXTOID, INT4OID, OIDOID, OIDOID};
 	Datum		args[5] = {0};
@@ -280,11 +172,11 @@ choreo_add_step(PG_FUNCTION_ARGS)
 				 errmsg("position %d is out of range", PG_GETARG_INT32(4)),
 				 errdetail("Positions start at 1.")));
 
-	BeginDefinitionWrite(&write);
+	BeginExtensionWrite(&write);
 
 	args[0] = CStringGetTextDatum(pipeline);
 	args[1] = ObjectIdGetDatum(write.caller);
-	ExecuteDefinitionQuery("INSERT INTO " CHOREO_SCHEMA ".pipelines (name, owner)"
+	ExecuteExtensionQuery("INSERT INTO " CHOREO_SCHEMA ".pipelines (name, owner)"
 						   " VALUES ($1, $2::pg_catalog.regrole)"
 						   " ON CONFLICT (name) DO NOTHING",
 						   2, owner_argtypes, args, SPI_OK_INSERT);
@@ -292,7 +184,7 @@ choreo_add_step(PG_FUNCTION_ARGS)
 		PipelineNotFound(pipeline); /* dropped concurrently */
 
 	args[1] = CStringGetTextDatum(step);
-	ExecuteDefinitionQuery("SELECT pg_catalog.count(*),"
+	ExecuteExtensionQuery("SELECT pg_catalog.count(*),"
 						   "       pg_catalog.count(*) FILTER (WHERE step OPERATOR(pg_catalog.=) $2)"
 						   "  FROM " CHOREO_SCHEMA ".steps"
 						   " WHERE pipeline OPERATOR(pg_catalog.=) $1",
@@ -317,7 +209,7 @@ choreo_add_step(PG_FUNCTION_ARGS)
 	args[2] = Int32GetDatum(position);
 
 	if (position <= nsteps)
-		ExecuteDefinitionQuery("UPDATE " CHOREO_SCHEMA ".steps"
+		ExecuteExtensionQuery("UPDATE " CHOREO_SCHEMA ".steps"
 							   "   SET position = position OPERATOR(pg_catalog.+) 1"
 							   " WHERE pipeline OPERATOR(pg_catalog.=) $1"
 							   "   AND position OPERATOR(pg_catalog.>=) $3",
@@ -334,7 +226,7 @@ choreo_add_step(PG_FUNCTION_ARGS)
 							  5, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert step \"%s\" of pipeline \"%s\"", step, pipeline);
 
-	EndDefinitionWrite(&write);
+	EndExtensionWrite(&write);
 	PG_RETURN_VOID();
 }
 
@@ -346,18 +238,18 @@ choreo_remove_step(PG_FUNCTION_ARGS)
 {
 	char	   *pipeline = NameArgument(fcinfo, 0, "pipeline");
 	char	   *step = NameArgument(fcinfo, 1, "step");
-	DefinitionWrite write;
+	ExtensionWrite write;
 	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
 	Datum		args[3];
 	bool		isnull;
 
-	BeginDefinitionWrite(&write);
+	BeginExtensionWrite(&write);
 	if (!LockOwnedPipeline(&write, pipeline))
 		PipelineNotFound(pipeline);
 
 	args[0] = CStringGetTextDatum(pipeline);
 	args[1] = CStringGetTextDatum(step);
-	if (ExecuteDefinitionQuery("DELETE FROM " CHOREO_SCHEMA ".steps"
+	if (ExecuteExtensionQuery("DELETE FROM " CHOREO_SCHEMA ".steps"
 							   " WHERE pipeline OPERATOR(pg_catalog.=) $1"
 							   "   AND step OPERATOR(pg_catalog.=) $2"
 							   " RETURNING position",
@@ -368,13 +260,13 @@ choreo_remove_step(PG_FUNCTION_ARGS)
 						step, pipeline)));
 	args[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
-	ExecuteDefinitionQuery("UPDATE " CHOREO_SCHEMA ".steps"
+	ExecuteExtensionQuery("UPDATE " CHOREO_SCHEMA ".steps"
 						   "   SET position = position OPERATOR(pg_catalog.-) 1"
 						   " WHERE pipeline OPERATOR(pg_catalog.=) $1"
 						   "   AND position OPERATOR(pg_catalog.>) $3",
 						   3, argtypes, args, SPI_OK_UPDATE);
 
-	EndDefinitionWrite(&write);
+	EndExtensionWrite(&write);
 	PG_RETURN_VOID();
 }
 
@@ -385,20 +277,20 @@ Datum
 choreo_drop_pipeline(PG_FUNCTION_ARGS)
 {
 	char	   *pipeline = NameArgument(fcinfo, 0, "pipeline");
-	DefinitionWrite write;
+	ExtensionWrite write;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
 
-	BeginDefinitionWrite(&write);
+	BeginExtensionWrite(&write);
 	if (!LockOwnedPipeline(&write, pipeline))
 		PipelineNotFound(pipeline);
 
 	args[0] = CStringGetTextDatum(pipeline);
-	ExecuteDefinitionQuery("DELETE FROM " CHOREO_SCHEMA ".pipelines"
+	ExecuteExtensionQuery("DELETE FROM " CHOREO_SCHEMA ".pipelines"
 						   " WHERE name OPERATOR(pg_catalog.=) $1",
 						   1, argtypes, args, SPI_OK_DELETE);
 
-	EndDefinitionWrite(&write);
+	EndExtensionWrite(&write);
 	PG_RETURN_VOID();
 }
 

@@ -3,13 +3,15 @@
  *		Module entry point and the extension's settings.
  *
  * _PG_init does nothing but define the settings and call one Init function
- * per subsystem.  The library can be loaded on first use (pipelines need
- * nothing more) or preloaded through shared_preload_libraries (needed by
- * the features that rely on the background worker).
+ * per subsystem.  The library can be loaded on first use (pipelines,
+ * pre-commit hooks and buffers need nothing more) or preloaded through
+ * shared_preload_libraries, which post-commit hooks need: only then are
+ * the shared memory and the background workers set up.
  */
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "choreograph.h"
@@ -17,6 +19,11 @@
 PG_MODULE_MAGIC;
 
 int			choreo_max_depth = 32;
+char	   *choreo_database = NULL;
+int			choreo_max_workers = 2;
+int			choreo_hook_max_attempts = 5;
+int			choreo_error_max_length = 120;
+bool		choreo_preloaded = false;
 
 void		_PG_init(void);
 
@@ -34,12 +41,56 @@ DefineSettings(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomStringVariable("choreograph.database",
+							   "Sets the database whose post-commit hooks the background workers run.",
+							   NULL,
+							   &choreo_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("choreograph.max_workers",
+							"Sets how many background workers run post-commit hooks at once.",
+							NULL,
+							&choreo_max_workers,
+							2, 1, 64,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("choreograph.hook_max_attempts",
+							"Sets how many times a failing post-commit hook is tried.",
+							"After the last attempt the hook stays, marked failed, until choreo_retry_hook.",
+							&choreo_hook_max_attempts,
+							5, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("choreograph.error_max_length",
+							"Sets how many characters of an error message are kept.",
+							NULL,
+							&choreo_error_max_length,
+							120, 10, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("choreograph");
 }
 
 void
 _PG_init(void)
 {
+	choreo_preloaded = process_shared_preload_libraries_in_progress;
 	DefineSettings();
 	PipelineCacheInit();
+	BufferCacheInit();
+	TransactionCallbacksInit();
+	if (choreo_preloaded)
+	{
+		SharedStateInit();
+		WorkersRegister();
+	}
 }

@@ -25,6 +25,11 @@
 
 /* Settings (choreograph.c) */
 extern int	choreo_max_depth;
+extern char *choreo_database;
+extern int	choreo_max_workers;
+extern int	choreo_hook_max_attempts;
+extern int	choreo_error_max_length;
+extern bool choreo_preloaded;	/* loaded through shared_preload_libraries */
 
 /*
  * A function used by a step (a precheck or a job), resolved once per
@@ -87,9 +92,25 @@ extern void PipelineRelease(Pipeline *pipeline);
 extern void PipelineCheckCallable(Pipeline *pipeline);
 extern void PipelineCacheReset(void);
 
-/* catalog.c */
+/* util.c */
 extern Oid	ChoreoRelationOid(const char *relname, bool missing_ok);
 extern char *NameArgument(FunctionCallInfo fcinfo, int argno, const char *what);
+
+/* What BeginExtensionWrite changed, for EndExtensionWrite to undo */
+typedef struct ExtensionWrite
+{
+	Oid			caller;			/* the role on whose behalf we write */
+	Oid			saved_userid;
+	int			saved_sec_context;
+	int			saved_nestlevel;
+} ExtensionWrite;
+
+extern void BeginExtensionWrite(ExtensionWrite *write);
+extern void EndExtensionWrite(ExtensionWrite *write);
+extern uint64 ExecuteExtensionQuery(const char *query, int nargs, Oid *argtypes,
+									Datum *args, int expected);
+extern uint32 StringPointerHash(const void *key, Size keysize);
+extern int	StringPointerMatch(const void *key1, const void *key2, Size keysize);
 
 /* jsonb_util.c */
 extern Jsonb *DatumToJsonb(Datum value, bool isnull, Oid type);
@@ -199,5 +220,53 @@ extern void RunRecordError(Run *run, int step, StepPhase phase,
 extern Jsonb *RunBuildBag(Run *run);
 extern Jsonb *RunBuildReport(Run *run);
 extern const char *StepPhaseName(StepPhase phase);
+
+/* transaction.c: the transaction callbacks all features hang off */
+extern void TransactionCallbacksInit(void);
+extern void WakeWorkersAtCommit(void);
+
+/* hooks.c: pre-commit and post-commit hooks */
+extern bool PreCommitHooksPending(void);
+extern void PreCommitHooksRun(void);
+extern void HooksAtSubAbort(int nest_level);
+extern void HooksAtSubCommit(int nest_level);
+extern void HooksAtEnd(void);
+extern Oid	CheckHookCallback(Datum callback, const char *kind);
+extern void CallHookFunction(Oid callback, Jsonb *payload, Oid userid);
+
+/* buffer_catalog.c: buffer definitions */
+typedef struct BufferDef
+{
+	char	   *name;
+	Oid			target;
+	int			max_batch;
+	Oid			owner;
+} BufferDef;
+
+extern void BufferCacheInit(void);
+extern void BufferLookup(const char *name, BufferDef *def);
+
+/* buffer.c: batched buffers */
+typedef struct PendingBuffer PendingBuffer;
+
+extern PendingBuffer *PendingBufferFor(const char *name);
+extern int	PendingBufferColumn(PendingBuffer *buffer, const char *column);
+extern void BufferFireJsonb(PendingBuffer *buffer, int column, Jsonb *document);
+extern bool BuffersPending(void);
+extern int64 BuffersFlushAll(void);
+extern void InsertPlansInvalidate(Oid relid);
+extern void BuffersAtSubAbort(int nest_level);
+extern void BuffersAtSubCommit(int nest_level);
+extern void BuffersAtEnd(void);
+
+/* shmem.c: state shared with the background workers */
+extern void SharedStateInit(void);
+extern void WorkersWake(void);
+extern void WorkerSlotAttach(int index);
+extern bool WorkerClaimGroup(int index, uint64 group);
+extern void WorkerSetRunning(int index, int64 hook_id);
+
+/* worker.c: the background workers running post-commit hooks */
+extern void WorkersRegister(void);
 
 #endif							/* CHOREOGRAPH_H */

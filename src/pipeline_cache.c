@@ -49,20 +49,6 @@ static uint64 invalidation_count = 0;
 /* bumped when roles change, so EXECUTE rights are checked again */
 static uint64 acl_generation = 1;
 
-static uint32
-PipelineNameHash(const void *key, Size keysize)
-{
-	const char *name = *(const char *const *) key;
-
-	return hash_bytes((const unsigned char *) name, strlen(name));
-}
-
-static int
-PipelineNameCompare(const void *key1, const void *key2, Size keysize)
-{
-	return strcmp(*(const char *const *) key1, *(const char *const *) key2);
-}
-
 /* Frees a pipeline now, or marks it to be freed when its last run ends */
 static void
 PipelineDiscard(Pipeline *pipeline)
@@ -165,8 +151,8 @@ PipelineCacheInit(void)
 											   ALLOCSET_DEFAULT_SIZES);
 	ctl.keysize = sizeof(const char *);
 	ctl.entrysize = sizeof(PipelineCacheEntry);
-	ctl.hash = PipelineNameHash;
-	ctl.match = PipelineNameCompare;
+	ctl.hash = StringPointerHash;
+	ctl.match = StringPointerMatch;
 	ctl.hcxt = pipeline_cache_cxt;
 	pipeline_cache = hash_create("choreograph pipeline cache", 64, &ctl,
 								 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |

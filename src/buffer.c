@@ -1,0 +1,994 @@
+/*
+ * buffer.c
+ *		Batched buffers: items fired with choreo_fire_forget (or
+ *		choreo_capture) are kept in backend memory and written in batches,
+ *		one INSERT per batch, when a buffer is full, on choreo_flush, on
+ *		choreo_fire_and_wait and at pre-commit.
+ *
+ * Per transaction, each buffer fired into gets a PendingBuffer: the target
+ * table's columns (read once; the table stays locked, so they cannot
+ * change) and its items, in batches.  An item is converted to the columns'
+ * types when fired, so bad values fail then, not at commit; unnamed columns
+ * take their defaults at the INSERT.  Items are written with
+ *
+ *     INSERT INTO target (named columns)
+ *         SELECT * FROM ROWS FROM (unnest($1), unnest($2), ...)
+ *
+ * one array parameter per column, as the role that fired them, through a
+ * plan prepared once per backend and column set: triggers, constraints,
+ * row-level security and privileges apply as to a plain INSERT.
+ *
+ * Savepoints: each item records the subtransaction level that fired it, so
+ * a rollback drops exactly its items (always a tail: levels never decrease
+ * along the list).  The delicate case is a flush inside a subtransaction
+ * that writes items fired outside it: if that subtransaction rolls back,
+ * so does their write, so such a batch is kept ("exposed") until its
+ * subtransaction is released to a level that fired all its items, and
+ * queued again if it rolls back.  Memory thus stays bounded by max_batch
+ * items per buffer (per open savepoint level at worst).
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+
+#include "choreograph.h"
+
+/* A column of a buffer's target table */
+typedef struct BufferColumn
+{
+	NameData	name;
+	Oid			type;
+	Oid			base_type;		/* the type, or a domain's base type */
+	int32		typmod;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	char		generated;		/* attgenerated */
+	char		identity;		/* attidentity */
+	bool		input_ready;
+	FmgrInfo	input;
+	Oid			ioparam;
+} BufferColumn;
+
+/* The columns an item names, as indexes into the buffer's columns */
+typedef struct ColumnSet
+{
+	int			ncolumns;
+	int		   *columns;		/* ascending */
+	char	   *signature;		/* "3,5,6": key of the insert plan */
+} ColumnSet;
+
+typedef struct BufferItem
+{
+	int			nest_level;		/* subtransaction level that fired it */
+	Oid			userid;			/* the role that fired it */
+	ColumnSet  *set;
+	Datum	   *values;
+	bool	   *nulls;
+} BufferItem;
+
+typedef struct Batch
+{
+	MemoryContext cxt;			/* holds the items and this list's cells */
+	List	   *items;			/* of BufferItem *, in firing order */
+	int			flushed_level;	/* 0: pending; else the level that wrote it */
+} Batch;
+
+struct PendingBuffer
+{
+	char	   *name;			/* hash key */
+	Oid			target;
+	int			max_batch;
+	char	   *target_name;	/* schema-qualified and quoted */
+	int			created_level;
+	int			ncolumns;
+	BufferColumn *columns;
+	List	   *sets;			/* of ColumnSet *, interned */
+	List	   *batches;		/* of Batch *, oldest first */
+	int			npending;		/* items in pending batches */
+};
+
+/* An insert plan, kept per backend for a target and a column set */
+typedef struct InsertPlan
+{
+	char	   *key;			/* hash key: "relid/returning/signature" */
+	Oid			target;
+	bool		stale;			/* the table changed: prepare again */
+	SPIPlanPtr	plan;
+} InsertPlan;
+
+/* An entry of the per-transaction table of pending buffers */
+typedef struct PendingBufferEntry
+{
+	const char *name;			/* hash key: points to buffer->name */
+	PendingBuffer *buffer;
+} PendingBufferEntry;
+
+static int64 FlushBuffer(PendingBuffer *buffer);
+
+static HTAB *pending_buffers = NULL;	/* in TopTransactionContext */
+static List *pending_order = NIL;	/* of PendingBuffer *, first fired first */
+static HTAB *insert_plans = NULL;	/* in TopMemoryContext */
+
+/* Marks the insert plans of a table (or all) to be prepared again */
+void
+InsertPlansInvalidate(Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	InsertPlan *plan;
+
+	if (insert_plans == NULL)
+		return;
+	hash_seq_init(&status, insert_plans);
+	while ((plan = hash_seq_search(&status)) != NULL)
+		if (!OidIsValid(relid) || plan->target == relid)
+			plan->stale = true;
+}
+
+/* Reads the columns of a buffer's target into a new PendingBuffer */
+static void
+ReadTargetColumns(PendingBuffer *buffer, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	buffer->columns = palloc0(sizeof(BufferColumn) * Max(desc->natts, 1));
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute attr = TupleDescAttr(desc, i);
+		BufferColumn *column = &buffer->columns[buffer->ncolumns];
+
+		if (attr->attisdropped)
+			continue;
+		column->name = attr->attname;
+		column->type = attr->atttypid;
+		column->base_type = getBaseType(attr->atttypid);
+		column->typmod = attr->atttypmod;
+		column->generated = attr->attgenerated;
+		column->identity = attr->attidentity;
+		get_typlenbyvalalign(attr->atttypid, &column->typlen, &column->typbyval,
+							 &column->typalign);
+		buffer->ncolumns++;
+	}
+}
+
+/*
+ * Returns the transaction's pending state of a buffer, setting it up on
+ * the first fire into it in this transaction: the target is locked as an
+ * INSERT would lock it, until the end of the transaction.
+ */
+PendingBuffer *
+PendingBufferFor(const char *name)
+{
+	PendingBuffer *buffer;
+	BufferDef	def;
+	Relation	rel;
+	MemoryContext old;
+	bool		found;
+
+	if (pending_buffers != NULL)
+	{
+		PendingBufferEntry *entry = hash_search(pending_buffers, &name, HASH_FIND, NULL);
+
+		if (entry != NULL)
+			return entry->buffer;
+	}
+
+	BufferLookup(name, &def);
+	rel = try_table_open(def.target, RowExclusiveLock);
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the table of buffer \"%s\" no longer exists", name),
+				 errhint("Drop the buffer and create it again.")));
+
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	if (pending_buffers == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(char *);
+		ctl.entrysize = sizeof(PendingBufferEntry);
+		ctl.hash = StringPointerHash;
+		ctl.match = StringPointerMatch;
+		ctl.hcxt = TopTransactionContext;
+		pending_buffers = hash_create("choreograph pending buffers", 16, &ctl,
+									  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	}
+	buffer = palloc0(sizeof(PendingBuffer));
+	buffer->name = pstrdup(name);
+	buffer->target = def.target;
+	buffer->max_batch = def.max_batch;
+	buffer->target_name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													 RelationGetRelationName(rel));
+	buffer->created_level = GetCurrentTransactionNestLevel();
+	ReadTargetColumns(buffer, rel);
+	((PendingBufferEntry *) hash_search(pending_buffers, &buffer->name, HASH_ENTER,
+										&found))->buffer = buffer;
+	pending_order = lappend(pending_order, buffer);
+	MemoryContextSwitchTo(old);
+
+	table_close(rel, NoLock);
+	return buffer;
+}
+
+/* Finds a column by name (not NUL-terminated); -1 when there is none */
+static int
+FindColumn(PendingBuffer *buffer, const char *name, int len)
+{
+	for (int i = 0; i < buffer->ncolumns; i++)
+	{
+		const char *column = NameStr(buffer->columns[i].name);
+
+		if (strncmp(column, name, len) == 0 && column[len] == '\0')
+			return i;
+	}
+	return -1;
+}
+
+/* Finds a column that items may name; raises 42703 / 428C9 otherwise */
+static int
+InsertableColumn(PendingBuffer *buffer, const char *name, int len)
+{
+	int			i = FindColumn(buffer, name, len);
+	BufferColumn *column;
+
+	if (i < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						pnstrdup(name, len), buffer->target_name),
+				 errdetail("Items fired into buffer \"%s\" name columns of its table.",
+						   buffer->name)));
+	column = &buffer->columns[i];
+	if (column->generated != '\0' || column->identity == ATTRIBUTE_IDENTITY_ALWAYS)
+		ereport(ERROR,
+				(errcode(ERRCODE_GENERATED_ALWAYS),
+				 errmsg("cannot insert a non-DEFAULT value into column \"%s\"",
+						NameStr(column->name)),
+				 errdetail("Column \"%s\" is %s.", NameStr(column->name),
+						   column->generated != '\0' ? "a generated column"
+						   : "an identity column defined as GENERATED ALWAYS")));
+	return i;
+}
+
+/* The column index for choreo_capture; raises like a fired key would */
+int
+PendingBufferColumn(PendingBuffer *buffer, const char *column)
+{
+	return InsertableColumn(buffer, column, strlen(column));
+}
+
+/* Returns the interned set of the given (ascending) column indexes */
+static ColumnSet *
+InternColumnSet(PendingBuffer *buffer, int *columns, int ncolumns)
+{
+	ListCell   *lc;
+	ColumnSet  *set;
+	MemoryContext old;
+	StringInfoData signature;
+
+	foreach(lc, buffer->sets)
+	{
+		set = lfirst(lc);
+		if (set->ncolumns == ncolumns &&
+			memcmp(set->columns, columns, sizeof(int) * ncolumns) == 0)
+			return set;
+	}
+
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	set = palloc(sizeof(ColumnSet));
+	set->ncolumns = ncolumns;
+	set->columns = palloc(sizeof(int) * Max(ncolumns, 1));
+	memcpy(set->columns, columns, sizeof(int) * ncolumns);
+	initStringInfo(&signature);
+	for (int i = 0; i < ncolumns; i++)
+		appendStringInfo(&signature, i > 0 ? ",%d" : "%d", columns[i]);
+	set->signature = signature.data;
+	buffer->sets = lappend(buffer->sets, set);
+	MemoryContextSwitchTo(old);
+	return set;
+}
+
+/* Converts text to a column's type with its input function and typmod */
+static Datum
+InputColumn(BufferColumn *column, char *text)
+{
+	if (!column->input_ready)
+	{
+		Oid			input;
+
+		getTypeInputInfo(column->type, &input, &column->ioparam);
+		fmgr_info_cxt(input, &column->input, TopTransactionContext);
+		column->input_ready = true;
+	}
+	return InputFunctionCall(&column->input, text, column->ioparam, column->typmod);
+}
+
+/*
+ * Converts a JSON value to a column's type, in the current memory context,
+ * as jsonb_populate_record would: JSON strings are the text of the value,
+ * other values their JSON text; json and jsonb columns take the value.
+ */
+static Datum
+ConvertValue(BufferColumn *column, JsonbValue *value, bool *isnull)
+{
+	char	   *text;
+
+	*isnull = false;
+	if (value->type == jbvNull)
+	{
+		*isnull = true;
+		return (Datum) 0;
+	}
+	if (column->type == JSONBOID)
+		return JsonbPGetDatum(JsonbValueToJsonb(value));
+
+	if (column->base_type != JSONBOID && column->base_type != JSONOID)
+	{
+		switch (value->type)
+		{
+			case jbvString:
+				return InputColumn(column, pnstrdup(value->val.string.val,
+													value->val.string.len));
+			case jbvNumeric:
+				if (column->type == NUMERICOID && column->typmod < 0)
+					return NumericGetDatum(value->val.numeric);
+				return InputColumn(column, DatumGetCString(
+												DirectFunctionCall1(numeric_out,
+																	NumericGetDatum(value->val.numeric))));
+			case jbvBool:
+				if (column->type == BOOLOID)
+					return BoolGetDatum(value->val.boolean);
+				return InputColumn(column, value->val.boolean ? "true" : "false");
+			default:
+				break;
+		}
+	}
+
+	/* the value's JSON text */
+	{
+		Jsonb	   *jsonb = JsonbValueToJsonb(value);
+
+		text = JsonbToCString(NULL, &jsonb->root, VARSIZE(jsonb));
+	}
+	return InputColumn(column, text);
+}
+
+/* Returns the batch new items go to, starting one if needed */
+static Batch *
+CurrentBatch(PendingBuffer *buffer)
+{
+	Batch	   *batch = buffer->batches != NIL ? llast(buffer->batches) : NULL;
+	MemoryContext old;
+
+	if (batch != NULL && batch->flushed_level == 0)
+		return batch;
+
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	batch = palloc0(sizeof(Batch));
+	batch->cxt = AllocSetContextCreate(TopTransactionContext, "choreograph buffer batch",
+									   ALLOCSET_DEFAULT_SIZES);
+	buffer->batches = lappend(buffer->batches, batch);
+	MemoryContextSwitchTo(old);
+	return batch;
+}
+
+/* A new item naming the given columns, in the current memory context */
+static BufferItem *
+NewItem(ColumnSet *set)
+{
+	BufferItem *item = palloc(sizeof(BufferItem));
+
+	item->nest_level = GetCurrentTransactionNestLevel();
+	item->userid = GetUserId();
+	item->set = set;
+	item->values = palloc(sizeof(Datum) * Max(set->ncolumns, 1));
+	item->nulls = palloc(sizeof(bool) * Max(set->ncolumns, 1));
+	return item;
+}
+
+/*
+ * Validates a fired item and converts it, in the current memory context:
+ * it must be a JSON object whose keys name insertable columns, with values
+ * that convert to their types.
+ */
+static BufferItem *
+BuildItem(PendingBuffer *buffer, Jsonb *json)
+{
+	JsonbIterator *it;
+	JsonbValue	key;
+	JsonbValue *values;
+	int		   *columns;
+	int			n = 0;
+	BufferItem *item;
+	JsonbIteratorToken token;
+
+	if (!JB_ROOT_IS_OBJECT(json))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("item fired into buffer \"%s\" is not a JSON object", buffer->name),
+				 errdetail("An item is an object whose keys name columns of table %s.",
+						   buffer->target_name)));
+
+	values = palloc(sizeof(JsonbValue) * Max(JB_ROOT_COUNT(json), 1));
+	columns = palloc(sizeof(int) * Max(JB_ROOT_COUNT(json), 1));
+	it = JsonbIteratorInit(&json->root);
+	token = JsonbIteratorNext(&it, &key, true);
+	Assert(token == WJB_BEGIN_OBJECT);
+	while ((token = JsonbIteratorNext(&it, &key, true)) == WJB_KEY)
+	{
+		int			column = InsertableColumn(buffer, key.val.string.val, key.val.string.len);
+		int			at = n++;
+
+		token = JsonbIteratorNext(&it, &values[at], true);
+		Assert(token == WJB_VALUE);
+		/* keep the columns ascending (an insertion sort: items are small) */
+		while (at > 0 && columns[at - 1] > column)
+		{
+			JsonbValue	swap = values[at];
+
+			columns[at] = columns[at - 1];
+			values[at] = values[at - 1];
+			values[at - 1] = swap;
+			at--;
+		}
+		columns[at] = column;
+	}
+
+	item = NewItem(InternColumnSet(buffer, columns, n));
+	for (int i = 0; i < n; i++)
+		item->values[i] = ConvertValue(&buffer->columns[columns[i]], &values[i],
+									   &item->nulls[i]);
+	return item;
+}
+
+/* Adds an item built in the current batch's memory; flushes when full */
+static void
+AddItem(PendingBuffer *buffer, Batch *batch, BufferItem *item)
+{
+	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
+
+	batch->items = lappend(batch->items, item);
+	MemoryContextSwitchTo(old);
+	if (++buffer->npending >= buffer->max_batch)
+		(void) FlushBuffer(buffer);
+}
+
+/*
+ * Fires an item with one column set to a jsonb document (choreo_capture's
+ * envelope), converted if the column is not jsonb.
+ */
+void
+BufferFireJsonb(PendingBuffer *buffer, int column, Jsonb *document)
+{
+	Batch	   *batch = CurrentBatch(buffer);
+	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
+	BufferColumn *col = &buffer->columns[column];
+	BufferItem *item = NewItem(InternColumnSet(buffer, &column, 1));
+
+	item->nulls[0] = false;
+	if (col->type == JSONBOID)
+		item->values[0] = PointerGetDatum(memcpy(palloc(VARSIZE(document)), document,
+												 VARSIZE(document)));
+	else
+	{
+		JsonbValue	value;
+
+		JsonbToValue(document, &value);
+		item->values[0] = ConvertValue(col, &value, &item->nulls[0]);
+	}
+	MemoryContextSwitchTo(old);
+	AddItem(buffer, batch, item);
+}
+
+/* Returns the insert plan of a column set, preparing it on first use */
+static SPIPlanPtr
+InsertPlanFor(PendingBuffer *buffer, ColumnSet *set, bool returning)
+{
+	char		key_buffer[NAMEDATALEN * 2];
+	char	   *key = key_buffer;
+	InsertPlan *entry;
+	bool		found;
+	StringInfoData query;
+	Oid		   *argtypes;
+	SPIPlanPtr	plan;
+
+	if (insert_plans == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(char *);
+		ctl.entrysize = sizeof(InsertPlan);
+		ctl.hash = StringPointerHash;
+		ctl.match = StringPointerMatch;
+		ctl.hcxt = TopMemoryContext;
+		insert_plans = hash_create("choreograph insert plans", 16, &ctl,
+								   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	}
+	if (snprintf(key_buffer, sizeof(key_buffer), "%u/%d/%s", buffer->target,
+				 returning, set->signature) >= (int) sizeof(key_buffer))
+		key = psprintf("%u/%d/%s", buffer->target, returning, set->signature);
+	entry = hash_search(insert_plans, &key, HASH_FIND, &found);
+	if (entry != NULL && !entry->stale)
+		return entry->plan;
+
+	initStringInfo(&query);
+	appendStringInfo(&query, "INSERT INTO %s AS choreo_target", buffer->target_name);
+	argtypes = palloc(sizeof(Oid) * Max(set->ncolumns, 1));
+	if (set->ncolumns == 0)
+	{
+		/* every column takes its default */
+		appendStringInfoString(&query, " SELECT FROM pg_catalog.generate_series(1, $1)");
+		argtypes[0] = INT4OID;
+	}
+	else
+	{
+		appendStringInfoString(&query, " (");
+		for (int i = 0; i < set->ncolumns; i++)
+		{
+			BufferColumn *column = &buffer->columns[set->columns[i]];
+
+			appendStringInfo(&query, "%s%s", i > 0 ? ", " : "",
+							 quote_identifier(NameStr(column->name)));
+			argtypes[i] = get_array_type(column->type);
+			if (!OidIsValid(argtypes[i]))
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg("buffers cannot write column \"%s\" of type %s, which has no array type",
+								NameStr(column->name), format_type_be(column->type))));
+		}
+		appendStringInfoString(&query, ") SELECT * FROM ROWS FROM (");
+		for (int i = 0; i < set->ncolumns; i++)
+			appendStringInfo(&query, "%spg_catalog.unnest($%d)", i > 0 ? ", " : "", i + 1);
+		appendStringInfoChar(&query, ')');
+	}
+	if (returning)
+		appendStringInfoString(&query, " RETURNING pg_catalog.to_jsonb(choreo_target.*)");
+
+	plan = SPI_prepare(query.data, Max(set->ncolumns, 1), argtypes);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", query.data,
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+
+	if (entry != NULL)
+		SPI_freeplan(entry->plan);
+	else
+	{
+		char	   *kept = MemoryContextStrdup(TopMemoryContext, key);
+
+		entry = hash_search(insert_plans, &kept, HASH_ENTER, &found);
+		entry->key = kept;
+	}
+	entry->target = buffer->target;
+	entry->stale = false;
+	entry->plan = plan;
+	return entry->plan;
+}
+
+/*
+ * Writes items[from, to), which name the same columns and were fired by
+ * the same role, with one INSERT; inside SPI.  With returning, returns the
+ * (last) written row as jsonb, in the SPI result's memory.
+ */
+static Datum
+InsertItems(PendingBuffer *buffer, BufferItem **items, int from, int to,
+			bool returning)
+{
+	ColumnSet  *set = items[from]->set;
+	int			n = to - from;
+	int			nargs = Max(set->ncolumns, 1);
+	Datum	   *args = palloc(sizeof(Datum) * nargs);
+	char	   *nulls = palloc(nargs);
+	SPIPlanPtr	plan = InsertPlanFor(buffer, set, returning);
+	Oid			saved_userid;
+	int			saved_sec_context;
+	int			rc;
+	Datum		row = (Datum) 0;
+
+	memset(nulls, ' ', nargs);
+	if (set->ncolumns == 0)
+		args[0] = Int32GetDatum(n);
+	for (int c = 0; c < set->ncolumns; c++)
+	{
+		BufferColumn *column = &buffer->columns[set->columns[c]];
+		Datum	   *elems = palloc(sizeof(Datum) * n);
+		bool	   *elemnulls = palloc(sizeof(bool) * n);
+		int			dims[1] = {n};
+		int			lbs[1] = {1};
+
+		for (int i = 0; i < n; i++)
+		{
+			elems[i] = items[from + i]->values[c];
+			elemnulls[i] = items[from + i]->nulls[c];
+		}
+		args[c] = PointerGetDatum(construct_md_array(elems, elemnulls, 1, dims, lbs,
+													 column->type, column->typlen,
+													 column->typbyval, column->typalign));
+	}
+
+	/* the write happens with the rights of the role that fired the items */
+	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
+	if (items[from]->userid != saved_userid)
+		SetUserIdAndSecContext(items[from]->userid,
+							   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	rc = SPI_execute_plan(plan, args, nulls, false, 0);
+	SetUserIdAndSecContext(saved_userid, saved_sec_context);
+	if (rc != (returning ? SPI_OK_INSERT_RETURNING : SPI_OK_INSERT))
+		elog(ERROR, "could not write into buffer \"%s\": %s", buffer->name,
+			 SPI_result_code_string(rc));
+	if (returning && SPI_processed > 0)
+	{
+		bool		isnull;
+
+		row = SPI_getbinval(SPI_tuptable->vals[SPI_processed - 1],
+							SPI_tuptable->tupdesc, 1, &isnull);
+	}
+	return row;
+}
+
+/* Writes items in runs of the same role and column set; inside SPI */
+static void
+InsertAll(PendingBuffer *buffer, BufferItem **items, int nitems)
+{
+	int			from = 0;
+
+	while (from < nitems)
+	{
+		int			to = from + 1;
+
+		while (to < nitems && items[to]->set == items[from]->set &&
+			   items[to]->userid == items[from]->userid)
+			to++;
+		(void) InsertItems(buffer, items, from, to, false);
+		from = to;
+	}
+}
+
+/* Recounts the items waiting in pending batches */
+static void
+CountPending(PendingBuffer *buffer)
+{
+	ListCell   *lc;
+
+	buffer->npending = 0;
+	foreach(lc, buffer->batches)
+	{
+		Batch	   *batch = lfirst(lc);
+
+		if (batch->flushed_level == 0)
+			buffer->npending += list_length(batch->items);
+	}
+}
+
+static void
+FreeBatch(Batch *batch)
+{
+	MemoryContextDelete(batch->cxt);
+	pfree(batch);
+}
+
+/*
+ * Rebuilds a buffer's batch list as: the batches that were there before a
+ * flush began, then the given ones, then those started during the flush.
+ */
+static void
+SpliceBatches(PendingBuffer *buffer, List *before, List *middle)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	List	   *batches = list_concat(list_copy(before), middle);
+
+	batches = list_concat(batches, list_copy_tail(buffer->batches, list_length(before)));
+	list_free(buffer->batches);
+	buffer->batches = batches;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Writes a buffer's pending items, oldest first; returns how many.  The
+ * batches are taken out while written, so that items fired meanwhile (by
+ * triggers on the target) queue up behind them.
+ */
+static int64
+FlushBuffer(PendingBuffer *buffer)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	List	   *flushing = NIL;
+	List	   *kept = NIL;
+	List	   *before = NIL;
+	int			nitems = 0;
+	BufferItem **items;
+	ListCell   *lc;
+	MemoryContext old;
+
+	if (buffer->npending == 0)
+		return 0;
+
+	foreach(lc, buffer->batches)
+	{
+		Batch	   *batch = lfirst(lc);
+
+		if (batch->flushed_level != 0)
+			before = lappend(before, batch);
+		else if (batch->items != NIL)
+		{
+			flushing = lappend(flushing, batch);
+			nitems += list_length(batch->items);
+		}
+		else
+			FreeBatch(batch);
+	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	list_free(buffer->batches);
+	buffer->batches = list_copy(before);
+	buffer->npending = 0;
+	MemoryContextSwitchTo(old);
+
+	items = palloc(sizeof(BufferItem *) * nitems);
+	nitems = 0;
+	foreach(lc, flushing)
+	{
+		Batch	   *batch = lfirst(lc);
+		ListCell   *ic;
+
+		foreach(ic, batch->items)
+			items[nitems++] = lfirst(ic);
+	}
+
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		InsertAll(buffer, items, nitems);
+		SPI_finish();
+	}
+	PG_CATCH();
+	{
+		/*
+		 * Put the items back: if the error is caught by a savepoint deeper
+		 * than some of them, those must still be written later.
+		 */
+		SpliceBatches(buffer, before, flushing);
+		CountPending(buffer);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	/* a batch holding items fired outside this subtransaction is exposed */
+	foreach(lc, flushing)
+	{
+		Batch	   *batch = lfirst(lc);
+		BufferItem *first = linitial(batch->items);
+
+		if (first->nest_level < level)
+		{
+			batch->flushed_level = level;
+			kept = lappend(kept, batch);
+		}
+		else
+			FreeBatch(batch);
+	}
+	SpliceBatches(buffer, before, kept);
+	list_free(before);
+	list_free(flushing);
+	pfree(items);
+	return nitems;
+}
+
+bool
+BuffersPending(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_order)
+		if (((PendingBuffer *) lfirst(lc))->npending > 0)
+			return true;
+	return false;
+}
+
+/* Flushes every buffer, in the order they were first fired into */
+int64
+BuffersFlushAll(void)
+{
+	int64		written = 0;
+
+	/* a flush may start new buffers (triggers firing elsewhere) */
+	for (int i = 0; i < list_length(pending_order); i++)
+		written += FlushBuffer(list_nth(pending_order, i));
+	return written;
+}
+
+/* Drops the items fired at or below a nesting level from a batch's tail */
+static void
+TrimBatch(Batch *batch, int nest_level)
+{
+	while (batch->items != NIL &&
+		   ((BufferItem *) llast(batch->items))->nest_level >= nest_level)
+		batch->items = list_delete_last(batch->items);
+}
+
+void
+BuffersAtSubAbort(int nest_level)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_order)
+	{
+		PendingBuffer *buffer = lfirst(lc);
+		List	   *batches = NIL;
+		ListCell   *bc;
+
+		if (buffer->created_level >= nest_level)
+		{
+			/* every item is gone; so is the lock on the table */
+			foreach(bc, buffer->batches)
+				FreeBatch(lfirst(bc));
+			hash_search(pending_buffers, &buffer->name, HASH_REMOVE, NULL);
+			pending_order = foreach_delete_current(pending_order, lc);
+			continue;
+		}
+
+		foreach(bc, buffer->batches)
+		{
+			Batch	   *batch = lfirst(bc);
+
+			/* a batch written in the rolled-back subtransaction is pending again */
+			if (batch->flushed_level >= nest_level)
+				batch->flushed_level = 0;
+			if (batch->flushed_level == 0)
+				TrimBatch(batch, nest_level);
+			if (batch->items == NIL)
+				FreeBatch(batch);
+			else
+				batches = lappend(batches, batch);
+		}
+		buffer->batches = batches;
+		CountPending(buffer);
+	}
+}
+
+void
+BuffersAtSubCommit(int nest_level)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_order)
+	{
+		PendingBuffer *buffer = lfirst(lc);
+		List	   *batches = NIL;
+		ListCell   *bc;
+
+		if (buffer->created_level >= nest_level)
+			buffer->created_level = nest_level - 1;
+
+		foreach(bc, buffer->batches)
+		{
+			Batch	   *batch = lfirst(bc);
+
+			for (int i = list_length(batch->items) - 1; i >= 0; i--)
+			{
+				BufferItem *item = list_nth(batch->items, i);
+
+				if (item->nest_level < nest_level)
+					break;
+				item->nest_level = nest_level - 1;
+			}
+			if (batch->flushed_level >= nest_level)
+				batch->flushed_level = nest_level - 1;
+
+			/* written at a level that fired all its items: safe now */
+			if (batch->flushed_level > 0 &&
+				((BufferItem *) linitial(batch->items))->nest_level >= batch->flushed_level)
+				FreeBatch(batch);
+			else
+				batches = lappend(batches, batch);
+		}
+		buffer->batches = batches;
+	}
+}
+
+/* Forgets everything at the end of the transaction (memory goes with it) */
+void
+BuffersAtEnd(void)
+{
+	pending_buffers = NULL;
+	pending_order = NIL;
+}
+
+PG_FUNCTION_INFO_V1(choreo_fire_forget);
+
+/* Keeps an item to be written into the buffer's table in a later batch */
+Datum
+choreo_fire_forget(PG_FUNCTION_ARGS)
+{
+	char	   *name = NameArgument(fcinfo, 0, "buffer");
+	PendingBuffer *buffer;
+	Batch	   *batch;
+	BufferItem *item;
+	MemoryContext old;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("item fired into buffer \"%s\" must not be null", name)));
+	buffer = PendingBufferFor(name);
+	batch = CurrentBatch(buffer);
+	old = MemoryContextSwitchTo(batch->cxt);
+	item = BuildItem(buffer, PG_GETARG_JSONB_P(1));
+	MemoryContextSwitchTo(old);
+	AddItem(buffer, batch, item);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(choreo_fire_and_wait);
+
+/*
+ * Writes the buffer's pending items, then this one, and returns the row
+ * written, as jsonb (with its defaults and generated values).
+ */
+Datum
+choreo_fire_and_wait(PG_FUNCTION_ARGS)
+{
+	char	   *name = NameArgument(fcinfo, 0, "buffer");
+	PendingBuffer *buffer;
+	BufferItem *item;
+	Datum		row;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("item fired into buffer \"%s\" must not be null", name)));
+	buffer = PendingBufferFor(name);
+	item = BuildItem(buffer, PG_GETARG_JSONB_P(1));
+	(void) FlushBuffer(buffer);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	row = InsertItems(buffer, &item, 0, 1, true);
+	/* copied into the caller's memory, which SPI_finish leaves alone */
+	row = SPI_datumTransfer(row, false, -1);
+	SPI_finish();
+	PG_RETURN_DATUM(row);
+}
+
+PG_FUNCTION_INFO_V1(choreo_flush);
+
+/* Writes the pending items of one buffer (or all); returns how many */
+Datum
+choreo_flush(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_INT64(BuffersFlushAll());
+
+	name = NameArgument(fcinfo, 0, "buffer");
+	if (pending_buffers != NULL)
+	{
+		PendingBufferEntry *entry = hash_search(pending_buffers, &name, HASH_FIND, NULL);
+
+		if (entry != NULL)
+			PG_RETURN_INT64(FlushBuffer(entry->buffer));
+	}
+	{
+		BufferDef	def;
+
+		BufferLookup(name, &def);	/* raises for an unknown buffer */
+	}
+	PG_RETURN_INT64(0);
+}

@@ -1,0 +1,176 @@
+/*
+ * shmem.c
+ *		The little state the backends share with the background workers:
+ *		each worker's latch (so that a committing backend can wake them),
+ *		the hook each is running (for the choreo_hooks view) and the
+ *		transaction whose hooks it is working through (so that two workers
+ *		never run one transaction's hooks out of order).
+ *
+ * Set up only when the library is preloaded.
+ */
+#include "postgres.h"
+
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+
+#include "choreograph.h"
+
+typedef struct WorkerSlot
+{
+	pid_t		pid;			/* 0 when no worker uses the slot */
+	Latch	   *latch;
+	int64		running_hook;	/* id of the hook being run, 0 for none */
+	uint64		group;			/* transaction whose hooks it runs, 0 for none */
+} WorkerSlot;
+
+typedef struct SharedState
+{
+	LWLock	   *lock;
+	int			nworkers;
+	WorkerSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+} SharedState;
+
+static SharedState *shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static Size
+SharedStateSize(void)
+{
+	return add_size(offsetof(SharedState, slots),
+					mul_size(sizeof(WorkerSlot), choreo_max_workers));
+}
+
+static void
+SharedStateRequest(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(SharedStateSize());
+	RequestNamedLWLockTranche("choreograph", 1);
+}
+
+static void
+SharedStateStartup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("choreograph", SharedStateSize(), &found);
+	if (!found)
+	{
+		memset(shared, 0, SharedStateSize());
+		shared->lock = &(GetNamedLWLockTranche("choreograph"))->lock;
+		shared->nworkers = choreo_max_workers;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Installs the shared memory hooks; called from _PG_init when preloaded */
+void
+SharedStateInit(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = SharedStateRequest;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = SharedStateStartup;
+}
+
+/* Wakes every worker; cheap, and safe to call from a commit callback */
+void
+WorkersWake(void)
+{
+	if (shared == NULL)
+		return;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (int i = 0; i < shared->nworkers; i++)
+		if (shared->slots[i].latch != NULL)
+			SetLatch(shared->slots[i].latch);
+	LWLockRelease(shared->lock);
+}
+
+static void
+WorkerSlotDetach(int code, Datum arg)
+{
+	WorkerSlot *slot = &shared->slots[DatumGetInt32(arg)];
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	memset(slot, 0, sizeof(WorkerSlot));
+	LWLockRelease(shared->lock);
+}
+
+/* Publishes a worker's latch, before it first looks for work */
+void
+WorkerSlotAttach(int index)
+{
+	WorkerSlot *slot = &shared->slots[index];
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot->pid = MyProcPid;
+	slot->latch = MyLatch;
+	slot->running_hook = 0;
+	slot->group = 0;
+	LWLockRelease(shared->lock);
+	on_shmem_exit(WorkerSlotDetach, Int32GetDatum(index));
+}
+
+/*
+ * Claims a transaction's hooks for a worker; false when another worker is
+ * running hooks of that transaction.  Claiming group 0 releases the claim.
+ */
+bool
+WorkerClaimGroup(int index, uint64 group)
+{
+	bool		claimed = true;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < shared->nworkers && group != 0; i++)
+		if (i != index && shared->slots[i].group == group)
+			claimed = false;
+	if (claimed)
+		shared->slots[index].group = group;
+	LWLockRelease(shared->lock);
+	return claimed;
+}
+
+/* Records which hook a worker is running (0: none) */
+void
+WorkerSetRunning(int index, int64 hook_id)
+{
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	shared->slots[index].running_hook = hook_id;
+	LWLockRelease(shared->lock);
+}
+
+PG_FUNCTION_INFO_V1(choreo_running_hooks);
+
+/* The ids of the post-commit hooks the workers are running right now */
+Datum
+choreo_running_hooks(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	if (shared == NULL)
+		return (Datum) 0;
+
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (int i = 0; i < shared->nworkers; i++)
+	{
+		Datum		value = Int64GetDatum(shared->slots[i].running_hook);
+		bool		isnull = false;
+
+		if (shared->slots[i].running_hook != 0)
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
+	LWLockRelease(shared->lock);
+	return (Datum) 0;
+}

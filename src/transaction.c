@@ -1,0 +1,155 @@
+/*
+ * transaction.c
+ *		The transaction callbacks that pre-commit hooks, buffers and the
+ *		post-commit wake-up hang off, registered once per backend.
+ *
+ * At PRE_COMMIT (and PRE_PREPARE) the pending work is done in rounds until
+ * none is left: run the queued pre-commit hooks, flush the buffers, then
+ * fire the deferred triggers that this work queued.  PostgreSQL fires
+ * deferred triggers before calling PRE_COMMIT callbacks and discards any
+ * queued afterwards (AfterTriggerEndXact), so without that last step a
+ * hook's insert into a table with a deferred foreign key would commit
+ * unchecked.  COMMIT and ABORT only reset state and wake the workers; they
+ * never raise.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+#include "utils/snapmgr.h"
+
+#include "choreograph.h"
+
+/* a bound on rounds of pre-commit work, so that a feedback loop ends */
+#define MAX_PRE_COMMIT_ROUNDS 1000
+
+static bool wake_workers_at_commit = false;
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* Asks for the background workers to be woken when this transaction commits */
+void
+WakeWorkersAtCommit(void)
+{
+	wake_workers_at_commit = true;
+}
+
+/* Runs pre-commit hooks and flushes buffers until nothing is left to do */
+static void
+RunPreCommitWork(void)
+{
+	int			rounds = 0;
+
+	if (!PreCommitHooksPending() && !BuffersPending())
+		return;
+
+	/* queries need a snapshot; COMMIT's own was released already */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	while (PreCommitHooksPending() || BuffersPending())
+	{
+		if (++rounds > MAX_PRE_COMMIT_ROUNDS)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("pre-commit work did not finish after %d rounds",
+							MAX_PRE_COMMIT_ROUNDS),
+					 errdetail("Pre-commit hooks and buffer flushes kept queueing more work."),
+					 errhint("Look for a trigger on a buffer's table that fires into a buffer, or a hook that registers hooks without a key.")));
+		PreCommitHooksRun();
+		(void) BuffersFlushAll();
+		AfterTriggerFireDeferred();
+	}
+	PopActiveSnapshot();
+}
+
+/* Forgets the transaction's pending work; must not raise */
+static void
+ResetTransactionState(void)
+{
+	HooksAtEnd();
+	BuffersAtEnd();
+	wake_workers_at_commit = false;
+}
+
+static void
+TransactionCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			RunPreCommitWork();
+			break;
+		case XACT_EVENT_COMMIT:
+			if (wake_workers_at_commit)
+				WorkersWake();
+			ResetTransactionState();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* a prepared transaction's workers are woken by COMMIT PREPARED */
+			ResetTransactionState();
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Subtransaction callback: what was registered or fired in a rolled-back
+ * subtransaction is forgotten; a released one's belongs to its parent.
+ */
+static void
+SubTransactionCallback(SubXactEvent event, SubTransactionId subid,
+					   SubTransactionId parent_subid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	switch (event)
+	{
+		case SUBXACT_EVENT_ABORT_SUB:
+			HooksAtSubAbort(level);
+			BuffersAtSubAbort(level);
+			break;
+		case SUBXACT_EVENT_COMMIT_SUB:
+			HooksAtSubCommit(level);
+			BuffersAtSubCommit(level);
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * COMMIT PREPARED may commit post-commit hooks registered by another
+ * session: wake the workers once it has.
+ */
+static void
+ChoreoProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					 bool readOnlyTree, ProcessUtilityContext context,
+					 ParamListInfo params, QueryEnvironment *queryEnv,
+					 DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+
+	if (IsA(parsetree, TransactionStmt) &&
+		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
+		WorkersWake();
+}
+
+/* Registers the callbacks; called from _PG_init */
+void
+TransactionCallbacksInit(void)
+{
+	RegisterXactCallback(TransactionCallback, NULL);
+	RegisterSubXactCallback(SubTransactionCallback, NULL);
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = ChoreoProcessUtility;
+}

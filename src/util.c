@@ -1,0 +1,135 @@
+/*
+ * util.c
+ *		Small helpers shared by several files: name arguments, the
+ *		extension's tables, writing them on a caller's behalf, and hash
+ *		tables keyed by strings of any length.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "choreograph.h"
+
+/*
+ * Returns the OID of one of the extension's tables.  Errors (or returns
+ * InvalidOid) when the extension is not installed in this database.
+ */
+Oid
+ChoreoRelationOid(const char *relname, bool missing_ok)
+{
+	Oid			namespace = get_namespace_oid(CHOREO_SCHEMA, true);
+	Oid			relid = InvalidOid;
+
+	if (OidIsValid(namespace))
+		relid = get_relname_relid(relname, namespace);
+	if (!OidIsValid(relid) && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"choreograph\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION choreograph.")));
+	return relid;
+}
+
+/* Returns a name argument as a C string; null and empty names are errors */
+char *
+NameArgument(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	char	   *name;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s name must not be null", what)));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s name must not be empty", what)));
+	return name;
+}
+
+/* The role owning the extension's tables (the extension's owner) */
+static Oid
+ExtensionTablesOwner(void)
+{
+	Oid			relid = ChoreoRelationOid("pipelines", false);
+	HeapTuple	tuple;
+	Oid			owner;
+
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/*
+ * Switches to the extension tables' owner, with a safe search_path, and
+ * connects to SPI.  An error on the way is undone by the (sub)transaction
+ * abort, which restores the user and the settings.
+ */
+void
+BeginExtensionWrite(ExtensionWrite *write)
+{
+	Oid			owner = ExtensionTablesOwner();
+
+	write->caller = GetUserId();
+	GetUserIdAndSecContext(&write->saved_userid, &write->saved_sec_context);
+	SetUserIdAndSecContext(owner, write->saved_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	write->saved_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+void
+EndExtensionWrite(ExtensionWrite *write)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, write->saved_nestlevel);
+	SetUserIdAndSecContext(write->saved_userid, write->saved_sec_context);
+}
+
+/* Runs one statement between Begin/EndExtensionWrite; returns rows processed */
+uint64
+ExecuteExtensionQuery(const char *query, int nargs, Oid *argtypes,
+					   Datum *args, int expected)
+{
+	int			rc = SPI_execute_with_args(query, nargs, argtypes, args,
+										   NULL, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "could not execute \"%s\": %s", query,
+			 SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+/* Hash function for tables keyed by a string pointer (const char *) */
+uint32
+StringPointerHash(const void *key, Size keysize)
+{
+	const char *str = *(const char *const *) key;
+
+	return hash_bytes((const unsigned char *) str, strlen(str));
+}
+
+/* Match function for tables keyed by a string pointer */
+int
+StringPointerMatch(const void *key1, const void *key2, Size keysize)
+{
+	return strcmp(*(const char *const *) key1, *(const char *const *) key2);
+}

@@ -1,0 +1,343 @@
+/*
+ * worker.c
+ *		The background workers that run post-commit hooks.
+ *
+ * choreograph.max_workers workers are registered at startup when the
+ * library is preloaded.  Each sleeps on its latch until a transaction that
+ * registered hooks commits (transaction.c wakes them) or a retry falls due,
+ * then runs the due hooks, each in its own transaction, as the role that
+ * registered it: the hook's writes and the deletion of its outbox row
+ * commit together, so a hook's effects in the database happen exactly
+ * once, whatever crashes.  A failing hook's transaction is rolled back and
+ * the failure recorded in a new one, with exponential backoff; the worker
+ * itself goes on.  Hooks of one transaction run in registration order: a
+ * hook waits until the earlier hooks of its transaction have run (or failed
+ * for good), and a worker claims a transaction's hooks (shmem.c) so that no
+ * two workers run them at once.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "choreograph.h"
+
+PGDLLEXPORT void choreo_worker_main(Datum main_arg);
+
+/* how many due hooks one look at the outbox returns */
+#define DUE_HOOKS_BATCH 64
+/* the longest sleep, a safety net for wake-ups that cannot be sent */
+#define MAX_SLEEP_MS 60000L
+
+typedef struct DueHook
+{
+	int64		id;
+	uint64		group;			/* the registering transaction */
+} DueHook;
+
+/* Registers the workers; called from _PG_init when preloaded */
+void
+WorkersRegister(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	strlcpy(worker.bgw_library_name, "choreograph", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "choreo_worker_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "choreograph worker", BGW_MAXLEN);
+	for (int i = 0; i < choreo_max_workers; i++)
+	{
+		snprintf(worker.bgw_name, BGW_MAXLEN, "choreograph worker %d", i + 1);
+		worker.bgw_main_arg = Int32GetDatum(i);
+		RegisterBackgroundWorker(&worker);
+	}
+}
+
+static void
+BeginWorkerTransaction(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+CommitWorkerTransaction(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+static void
+ExecuteWorkerQuery(const char *query, int nargs, Oid *argtypes, Datum *args,
+				   int expected)
+{
+	int			rc = SPI_execute_with_args(query, nargs, argtypes, args, NULL,
+										   false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "could not execute \"%s\": %s", query, SPI_result_code_string(rc));
+}
+
+/*
+ * Lists the hooks due now whose transaction has no earlier hook still
+ * waiting, oldest first, into *due (in the caller's memory context).
+ * Returns how many, and sets *sleep_ms to the time until the next retry.
+ */
+static int
+FindDueHooks(DueHook **due, long *sleep_ms)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int			ndue = 0;
+
+	*sleep_ms = MAX_SLEEP_MS;
+	BeginWorkerTransaction();
+	pgstat_report_activity(STATE_RUNNING, "choreograph: looking for due hooks");
+
+	/* the extension may not be installed (yet) in this database */
+	if (OidIsValid(ChoreoRelationOid("hooks", true)))
+	{
+		bool		isnull;
+		Datum		next;
+
+		ExecuteWorkerQuery("SELECT h.id, h.txid FROM " CHOREO_SCHEMA ".hooks h"
+						   " WHERE h.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+						   "   AND NOT EXISTS (SELECT FROM " CHOREO_SCHEMA ".hooks e"
+						   "                    WHERE e.txid OPERATOR(pg_catalog.=) h.txid"
+						   "                      AND e.id OPERATOR(pg_catalog.<) h.id"
+						   "                      AND e.next_attempt_at IS NOT NULL)"
+						   " ORDER BY h.id LIMIT " CppAsString2(DUE_HOOKS_BATCH),
+						   0, NULL, NULL, SPI_OK_SELECT);
+		ndue = (int) SPI_processed;
+		*due = MemoryContextAlloc(cxt, sizeof(DueHook) * Max(ndue, 1));
+		for (int i = 0; i < ndue; i++)
+		{
+			HeapTuple	row = SPI_tuptable->vals[i];
+
+			(*due)[i].id = DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
+			(*due)[i].group = (uint64) DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
+		}
+
+		ExecuteWorkerQuery("SELECT pg_catalog.ceil(pg_catalog.date_part('epoch',"
+						   "       pg_catalog.min(next_attempt_at) OPERATOR(pg_catalog.-) pg_catalog.now())"
+						   "       OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
+						   "  FROM " CHOREO_SCHEMA ".hooks"
+						   " WHERE next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+						   0, NULL, NULL, SPI_OK_SELECT);
+		next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			*sleep_ms = Max(1, Min(DatumGetInt64(next), MAX_SLEEP_MS));
+	}
+
+	CommitWorkerTransaction();
+	return ndue;
+}
+
+/* Records a failed attempt, in a transaction of its own */
+static void
+RecordHookFailure(int64 id, const char *message)
+{
+	Oid			argtypes[4] = {INT8OID, TEXTOID, INT4OID, INT4OID};
+	Datum		args[4];
+
+	args[0] = Int64GetDatum(id);
+	args[1] = CStringGetTextDatum(message);
+	args[2] = Int32GetDatum(choreo_error_max_length);
+	args[3] = Int32GetDatum(choreo_hook_max_attempts);
+
+	BeginWorkerTransaction();
+	ExecuteWorkerQuery("UPDATE " CHOREO_SCHEMA ".hooks"
+					   "   SET attempts = attempts OPERATOR(pg_catalog.+) 1,"
+					   "       last_error = pg_catalog.left($2, $3),"
+					   "       next_attempt_at = CASE"
+					   "         WHEN attempts OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $4 THEN NULL"
+					   "         ELSE pg_catalog.now() OPERATOR(pg_catalog.+)"
+					   "              pg_catalog.make_interval(secs => pg_catalog.least(2 OPERATOR(pg_catalog.^) attempts, 3600))"
+					   "       END"
+					   " WHERE id OPERATOR(pg_catalog.=) $1",
+					   4, argtypes, args, SPI_OK_UPDATE);
+	CommitWorkerTransaction();
+}
+
+/* Raises an error if a hook can no longer run as it was registered */
+static void
+CheckHookRunnable(int64 id, Oid callback, Oid role)
+{
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role %u of post-commit hook %lld no longer exists",
+						role, (long long) id)));
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(callback)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function %u of post-commit hook %lld no longer exists",
+						callback, (long long) id)));
+	if (pg_proc_aclcheck(callback, role, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", get_func_name(callback)),
+				 errdetail("Post-commit hook %lld runs as role \"%s\".", (long long) id,
+						   GetUserNameFromId(role, false))));
+}
+
+/*
+ * Runs one hook in its own transaction, deleting its outbox row in the
+ * same transaction.  Returns false when there was nothing to run (another
+ * worker ran it, or it is no longer due).
+ */
+static bool
+RunHook(int index, int64 id)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorData  *volatile edata = NULL;
+	volatile bool ran = false;
+
+	PG_TRY();
+	{
+		Oid			argtypes[1] = {INT8OID};
+		Datum		args[1] = {Int64GetDatum(id)};
+
+		BeginWorkerTransaction();
+		ExecuteWorkerQuery("SELECT callback::pg_catalog.oid, role::pg_catalog.oid, payload"
+						   "  FROM " CHOREO_SCHEMA ".hooks"
+						   " WHERE id OPERATOR(pg_catalog.=) $1"
+						   "   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+						   "   FOR UPDATE SKIP LOCKED",
+						   1, argtypes, args, SPI_OK_SELECT);
+		if (SPI_processed == 1)
+		{
+			HeapTuple	row = SPI_tuptable->vals[0];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			Oid			callback = DatumGetObjectId(SPI_getbinval(row, desc, 1, &isnull));
+			Oid			role = DatumGetObjectId(SPI_getbinval(row, desc, 2, &isnull));
+			Datum		payload = SPI_getbinval(row, desc, 3, &isnull);
+			int			nestlevel;
+
+			ran = true;
+			WorkerSetRunning(index, id);
+			pgstat_report_activity(STATE_RUNNING, "choreograph: running a post-commit hook");
+			CheckHookRunnable(id, callback, role);
+
+			/* whatever settings the hook changes, the next hook will not see */
+			nestlevel = NewGUCNestLevel();
+			CallHookFunction(callback, isnull ? NULL : DatumGetJsonbPCopy(payload), role);
+			AtEOXact_GUC(false, nestlevel);
+
+			ExecuteWorkerQuery("DELETE FROM " CHOREO_SCHEMA ".hooks"
+							   " WHERE id OPERATOR(pg_catalog.=) $1",
+							   1, argtypes, args, SPI_OK_DELETE);
+		}
+		CommitWorkerTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+
+	WorkerSetRunning(index, 0);
+	if (edata != NULL)
+	{
+		ereport(LOG,
+				(errmsg("choreograph post-commit hook %lld failed: %s",
+						(long long) id, edata->message)));
+		RecordHookFailure(id, edata->message);
+		ran = true;
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return ran;
+}
+
+/*
+ * Runs due hooks until a look at the outbox finds none this worker can
+ * run; returns how long to sleep before the next retry falls due.
+ */
+static long
+RunDueHooks(int index, MemoryContext cxt)
+{
+	for (;;)
+	{
+		DueHook    *due = NULL;
+		long		sleep_ms;
+		int			ndue;
+		int			ran = 0;
+
+		MemoryContextReset(cxt);
+		MemoryContextSwitchTo(cxt);
+		ndue = FindDueHooks(&due, &sleep_ms);
+		for (int i = 0; i < ndue; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (!WorkerClaimGroup(index, due[i].group))
+				continue;
+			if (RunHook(index, due[i].id))
+				ran++;
+			(void) WorkerClaimGroup(index, 0);
+		}
+		if (ran == 0)
+			return sleep_ms;
+	}
+}
+
+/* Entry point of each worker */
+void
+choreo_worker_main(Datum main_arg)
+{
+	int			index = DatumGetInt32(main_arg);
+	MemoryContext cxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(choreo_database, NULL, 0);
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "choreograph worker",
+								ALLOCSET_DEFAULT_SIZES);
+	/* published before the first look, so no commit after it goes unseen */
+	WorkerSlotAttach(index);
+	ereport(LOG,
+			(errmsg("choreograph worker %d started in database \"%s\"",
+					index + 1, choreo_database)));
+
+	for (;;)
+	{
+		long		sleep_ms;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		sleep_ms = RunDueHooks(index, cxt);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms, PG_WAIT_EXTENSION);
+	}
+}
