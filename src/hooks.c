@@ -16,6 +16,7 @@
 #include "access/xact.h"
 #include "catalog/pg_proc.h"
 #include "commands/dbcommands.h"
+#include "commands/trigger.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -59,6 +60,9 @@ static int	next_pre_commit_hook = 0;	/* index of the next one to run */
 static int	running_generation = 0; /* of the pre-commit hook running now */
 static TransactionKeys pre_commit_keys;
 static TransactionKeys post_commit_keys;
+
+/* the outbox INSERT, prepared once per backend */
+static SPIPlanPtr outbox_insert = NULL;
 
 /* Adds a key; returns false when the transaction already has it */
 static bool
@@ -230,11 +234,19 @@ RunPreCommitHook(PreCommitHook *hook)
 		CallHookFunction(hook->callback, hook->payload, hook->userid);
 	else
 	{
+		/*
+		 * Deferred constraint checks queued by earlier work are not this
+		 * hook's to swallow: fire them first.  Those this hook's writes
+		 * queue are fired inside its subtransaction, so that a violation
+		 * counts as the hook's error.
+		 */
+		AfterTriggerFireDeferred();
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
 			CallHookFunction(hook->callback, hook->payload, hook->userid);
+			AfterTriggerFireDeferred();
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;
@@ -445,7 +457,16 @@ choreo_post_commit(PG_FUNCTION_ARGS)
 		args[3] = PG_GETARG_DATUM(1);
 
 	BeginExtensionWrite(&write);
-	if (SPI_execute_with_args(query, 4, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
+	if (outbox_insert == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(query, 4, argtypes);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare \"%s\": %s", query,
+				 SPI_result_code_string(SPI_result));
+		outbox_insert = plan;
+	}
+	if (SPI_execute_plan(outbox_insert, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not queue post-commit hook");
 	EndExtensionWrite(&write);
 
