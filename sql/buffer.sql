@@ -1,0 +1,214 @@
+-- Batched buffers: choreo_create_buffer, choreo_drop_buffer,
+-- choreo_fire_forget, choreo_fire_and_wait, choreo_flush.
+
+CREATE TABLE events (
+    id      bigserial PRIMARY KEY,
+    kind    text NOT NULL,
+    payload jsonb,
+    amount  numeric(8, 2),
+    at      timestamptz NOT NULL DEFAULT now(),
+    double_id bigint GENERATED ALWAYS AS (id * 2) STORED
+);
+SELECT choreo_create_buffer('events', 'events', 3);
+SELECT * FROM choreo_buffers;
+
+-- items wait in memory, are written when the buffer is full, at
+-- choreo_flush and at commit, in firing order
+BEGIN;
+SELECT choreo_fire_forget('events', '{"kind": "a", "payload": {"x": 1}}');
+SELECT choreo_fire_forget('events', '{"kind": "b", "amount": 1.5}');
+SELECT count(*) AS written_after_two FROM events;
+SELECT choreo_fire_forget('events', '{"kind": "c"}');
+SELECT count(*) AS written_after_three FROM events;
+SELECT choreo_fire_forget('events', '{"kind": "d"}');
+SELECT choreo_flush('events') AS flushed;
+SELECT choreo_flush('events') AS flushed_again;
+SELECT choreo_fire_forget('events', '{"kind": "e", "payload": "a string"}');
+COMMIT;
+SELECT id, kind, payload, amount, double_id, at IS NOT NULL AS at_defaulted FROM events ORDER BY id;
+
+-- nothing is written by a transaction that aborts
+BEGIN;
+SELECT choreo_fire_forget('events', '{"kind": "aborted"}');
+ROLLBACK;
+BEGIN;
+SELECT choreo_fire_forget('events', '{"kind": "aborted"}');
+SELECT choreo_fire_forget('events', '{"kind": "aborted"}');
+SELECT choreo_fire_forget('events', '{"kind": "aborted"}');
+ROLLBACK;
+SELECT count(*) AS aborted_rows FROM events WHERE kind = 'aborted';
+
+-- savepoints: items fired in a rolled-back savepoint are discarded, those
+-- of a released one kept; items fired before a savepoint but written
+-- inside it are written again when it rolls back
+TRUNCATE events;
+BEGIN;
+SELECT choreo_fire_forget('events', '{"kind": "1 outer"}');
+SELECT choreo_fire_forget('events', '{"kind": "2 outer"}');
+SAVEPOINT s;
+SELECT choreo_fire_forget('events', '{"kind": "3 rolled back"}');
+SELECT count(*) AS written_inside_savepoint FROM events;
+ROLLBACK TO SAVEPOINT s;
+SELECT count(*) AS after_rollback FROM events;
+SAVEPOINT r;
+SELECT choreo_fire_forget('events', '{"kind": "4 released"}');
+RELEASE SAVEPOINT r;
+SELECT choreo_fire_forget('events', '{"kind": "5 outer"}');
+COMMIT;
+SELECT kind FROM events ORDER BY id;
+
+-- nested savepoints, and a flush inside them
+TRUNCATE events;
+BEGIN;
+SELECT choreo_fire_forget('events', '{"kind": "1"}');
+SAVEPOINT a;
+SELECT choreo_fire_forget('events', '{"kind": "2"}');
+SAVEPOINT b;
+SELECT choreo_flush();
+RELEASE SAVEPOINT b;
+ROLLBACK TO SAVEPOINT a;
+SELECT count(*) AS written_now FROM events;
+SELECT choreo_fire_forget('events', '{"kind": "3"}');
+COMMIT;
+SELECT kind FROM events ORDER BY id;
+
+-- in a PL/pgSQL exception block (a subtransaction) too
+TRUNCATE events;
+DO $$
+BEGIN
+    PERFORM choreo_fire_forget('events', '{"kind": "before block"}');
+    BEGIN
+        PERFORM choreo_fire_forget('events', '{"kind": "in failed block"}');
+        PERFORM 1 / 0;
+    EXCEPTION WHEN division_by_zero THEN
+        PERFORM choreo_fire_forget('events', '{"kind": "in handler"}');
+    END;
+END $$;
+SELECT kind FROM events ORDER BY id;
+
+-- choreo_fire_and_wait writes the pending items, then this one, and
+-- returns its row
+TRUNCATE events;
+BEGIN;
+SELECT choreo_fire_forget('events', '{"kind": "pending"}');
+SELECT (choreo_fire_and_wait('events', '{"kind": "waited", "amount": "2.5"}') - 'at' - 'id' - 'double_id');
+SELECT kind FROM events ORDER BY id;
+COMMIT;
+
+-- items are validated when fired: SQLSTATE, and nothing kept
+TRUNCATE events;
+BEGIN;
+SELECT err($$SELECT choreo_fire_forget('events', '{"kind": "x", "nope": 1}')$$);
+SELECT err($$SELECT choreo_fire_forget('events', '[1, 2]')$$);
+SELECT err($$SELECT choreo_fire_forget('events', '"kind"')$$);
+SELECT err($$SELECT choreo_fire_forget('events', NULL)$$);
+SELECT err($$SELECT choreo_fire_forget('events', '{"kind": "x", "amount": "lots"}')$$);
+SELECT err($$SELECT choreo_fire_forget('events', '{"kind": "x", "amount": 123456789}')$$);
+SELECT err($$SELECT choreo_fire_forget('events', '{"kind": "x", "at": "yesterday-ish"}')$$);
+SELECT err($$SELECT choreo_fire_forget('events', '{"kind": "x", "double_id": 4}')$$);
+SELECT err($$SELECT choreo_fire_forget('nope', '{"kind": "x"}')$$);
+SELECT err($$SELECT choreo_fire_forget(NULL, '{"kind": "x"}')$$);
+SELECT err($$SELECT choreo_fire_forget('', '{"kind": "x"}')$$);
+SELECT err($$SELECT choreo_fire_and_wait('events', '{"nope": 1}')$$);
+SELECT err($$SELECT choreo_flush('nope')$$);
+SELECT choreo_flush('events') AS nothing_pending;
+COMMIT;
+SELECT count(*) FROM events;
+
+-- constraints, triggers and privileges apply at the flush (at the latest
+-- at COMMIT), with their own SQLSTATEs
+BEGIN;
+SELECT choreo_fire_forget('events', '{"payload": {"kind is": "missing"}}');
+\set VERBOSITY terse
+COMMIT;
+\set VERBOSITY default
+BEGIN;
+SELECT choreo_fire_forget('events', '{"payload": {"kind is": "missing"}}');
+SELECT err($$SELECT choreo_flush('events')$$);
+ROLLBACK;
+CREATE TABLE audit (event_id bigint, kind text);
+CREATE FUNCTION audit_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO audit VALUES (NEW.id, NEW.kind);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER events_audit AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION audit_event();
+SELECT choreo_fire_forget('events', jsonb_build_object('kind', 'audited ' || g)) FROM generate_series(1, 4) g;
+SELECT kind FROM audit ORDER BY event_id;
+DROP TRIGGER events_audit ON events;
+
+-- the write happens with the firing role's privileges and row security
+CREATE ROLE regress_choreo_firer;
+SET ROLE regress_choreo_firer;
+SELECT err($$SELECT choreo_fire_forget('events', '{"kind": "no privilege"}'), choreo_flush()$$);
+RESET ROLE;
+GRANT INSERT ON events TO regress_choreo_firer;
+GRANT USAGE ON SEQUENCE events_id_seq TO regress_choreo_firer;
+ALTER TABLE events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY only_public ON events FOR INSERT TO regress_choreo_firer
+    WITH CHECK (kind LIKE 'public%');
+SET ROLE regress_choreo_firer;
+SELECT choreo_fire_forget('events', '{"kind": "public news"}');
+SELECT err($$SELECT choreo_fire_forget('events', '{"kind": "secret"}'), choreo_flush()$$);
+RESET ROLE;
+SELECT kind FROM events WHERE kind IN ('public news', 'secret');
+ALTER TABLE events DISABLE ROW LEVEL SECURITY;
+DROP POLICY only_public ON events;
+
+-- definitions: ownership and bad input
+SELECT err($$SELECT choreo_create_buffer('events', 'events')$$);
+SELECT err($$SELECT choreo_create_buffer(NULL, 'events')$$);
+SELECT err($$SELECT choreo_create_buffer('', 'events')$$);
+SELECT err($$SELECT choreo_create_buffer('x', NULL)$$);
+SELECT err($$SELECT choreo_create_buffer('x', 'no_such_table')$$);
+SELECT err($$SELECT choreo_create_buffer('x', 'choreo_buffers')$$);
+SELECT err($$SELECT choreo_create_buffer('x', 'events', 0)$$);
+SELECT err($$SELECT choreo_create_buffer('x', 'events', 100001)$$);
+SELECT err($$SELECT choreo_create_buffer('x', 'events', NULL)$$);
+SELECT err($$SELECT choreo_drop_buffer('nope')$$);
+SELECT err($$SELECT choreo_drop_buffer(NULL)$$);
+SET ROLE regress_choreo_firer;
+SELECT err($$SELECT choreo_drop_buffer('events')$$);
+SELECT choreo_create_buffer('firers', 'events');
+RESET ROLE;
+SELECT name, owner FROM choreo_buffers ORDER BY name;
+SET ROLE regress_choreo_firer;
+SELECT err($$INSERT INTO choreograph.buffers VALUES ('x', 'events', 1, 'postgres')$$);
+RESET ROLE;
+
+-- items fired before a buffer is dropped are still written
+BEGIN;
+SELECT choreo_fire_forget('firers', '{"kind": "fired before drop"}');
+SELECT choreo_drop_buffer('firers');
+COMMIT;
+SELECT kind FROM events WHERE kind = 'fired before drop';
+SELECT err($$SELECT choreo_fire_forget('firers', '{"kind": "after drop"}')$$);
+
+-- a buffer whose table was dropped
+CREATE TABLE doomed (id int);
+SELECT choreo_create_buffer('doomed', 'doomed');
+DROP TABLE doomed;
+SELECT err($$SELECT choreo_fire_forget('doomed', '{"id": 1}')$$);
+SELECT choreo_drop_buffer('doomed');
+
+-- two-phase commit: items are written at PREPARE
+BEGIN;
+SELECT choreo_fire_forget('events', '{"kind": "prepared"}');
+PREPARE TRANSACTION 'choreo_buffer_test';
+COMMIT PREPARED 'choreo_buffer_test';
+SELECT count(*) FROM events WHERE kind = 'prepared';
+
+-- many items, one statement per batch: memory is bounded by max_batch
+SELECT choreo_create_buffer('bulk', 'events', 1000);
+TRUNCATE events;
+SELECT count(choreo_fire_forget('bulk', jsonb_build_object('kind', 'bulk', 'amount', g)))
+  FROM generate_series(1, 10000) g;
+SELECT count(*), min(amount), max(amount), bool_and(id = amount + (SELECT min(id) - 1 FROM events)) AS in_order
+  FROM events;
+
+DROP TABLE audit;
+DROP FUNCTION audit_event();
+SELECT choreo_drop_buffer(name) FROM choreo_buffers ORDER BY name;
+REVOKE ALL ON events FROM regress_choreo_firer;
+REVOKE ALL ON SEQUENCE events_id_seq FROM regress_choreo_firer;
+DROP ROLE regress_choreo_firer;
