@@ -173,7 +173,7 @@ RecordHookFailure(int64 id, const char *message)
 					   "       next_attempt_at = CASE"
 					   "         WHEN attempts OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $4 THEN NULL"
 					   "         ELSE pg_catalog.now() OPERATOR(pg_catalog.+)"
-					   "              pg_catalog.make_interval(secs => pg_catalog.least(2 OPERATOR(pg_catalog.^) attempts, 3600))"
+					   "              pg_catalog.make_interval(secs => LEAST(2 OPERATOR(pg_catalog.^) attempts, 3600))"
 					   "       END"
 					   " WHERE id OPERATOR(pg_catalog.=) $1",
 					   4, argtypes, args, SPI_OK_UPDATE);
