@@ -23,7 +23,7 @@ DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql
 PGFILEDESC = "choreograph - transactional orchestration"
 
 # pg_regress files, one per feature, in the order they run
-REGRESS = init definition run bag input trigger errors privileges dump pre_commit buffer capture post_commit
+REGRESS = init definition run bag input trigger errors privileges dump pre_commit buffer capture post_commit upgrade
 REGRESS_OPTS = --inputdir=.
 
 # Multi-session behaviour, checked by PostgreSQL's isolation tester

@@ -1,0 +1,21 @@
+-- The upgrade path: a database on 0.1 is updated to the current version
+-- and keeps its definitions.  (A fresh install runs the same scripts: the
+-- 0.1 install script, then the updates.)
+CREATE DATABASE choreo_upgrade;
+\c choreo_upgrade
+CREATE EXTENSION choreograph VERSION '0.1';
+SELECT extversion FROM pg_extension WHERE extname = 'choreograph';
+CREATE FUNCTION kept() RETURNS text LANGUAGE sql AS $$ SELECT 'kept' $$;
+SELECT choreo_add_step('old', 'one', 'kept()');
+ALTER EXTENSION choreograph UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'choreograph';
+SELECT choreo_run('old')->'bag';
+CREATE TABLE upgraded_events (id serial, kind text);
+SELECT choreo_create_buffer('upgraded', 'upgraded_events');
+SELECT choreo_fire_forget('upgraded', '{"kind": "after upgrade"}');
+SELECT kind FROM upgraded_events;
+-- the 0.2 objects exist, with their grants
+SELECT has_table_privilege('public', 'choreo_hooks', 'SELECT') AS hooks_view_readable,
+       has_table_privilege('public', 'choreograph.hooks', 'INSERT') AS outbox_writable;
+\c contrib_regression
+DROP DATABASE choreo_upgrade;
