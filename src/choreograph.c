@@ -41,24 +41,6 @@ DefineSettings(void)
 							0,
 							NULL, NULL, NULL);
 
-	DefineCustomStringVariable("choreograph.database",
-							   "Sets the database whose post-commit hooks the background workers run.",
-							   NULL,
-							   &choreo_database,
-							   "postgres",
-							   PGC_POSTMASTER,
-							   0,
-							   NULL, NULL, NULL);
-
-	DefineCustomIntVariable("choreograph.max_workers",
-							"Sets how many background workers run post-commit hooks at once.",
-							NULL,
-							&choreo_max_workers,
-							2, 1, 64,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
-
 	DefineCustomIntVariable("choreograph.hook_max_attempts",
 							"Sets how many times a failing post-commit hook is tried.",
 							"After the last attempt the hook stays, marked failed, until choreo_retry_hook.",
@@ -76,6 +58,31 @@ DefineSettings(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+
+	/*
+	 * The workers' settings can only be defined while the postmaster loads
+	 * the library: a backend loading it on first use would fail.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		DefineCustomStringVariable("choreograph.database",
+								   "Sets the database whose post-commit hooks the background workers run.",
+								   NULL,
+								   &choreo_database,
+								   "postgres",
+								   PGC_POSTMASTER,
+								   0,
+								   NULL, NULL, NULL);
+
+		DefineCustomIntVariable("choreograph.max_workers",
+								"Sets how many background workers run post-commit hooks at once.",
+								NULL,
+								&choreo_max_workers,
+								2, 1, 64,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+	}
 
 	MarkGUCPrefixReserved("choreograph");
 }

@@ -1,0 +1,202 @@
+# Post-commit hooks across sessions, crashes and signals: the worker is
+# woken at commit, runs every committed hook exactly once whatever crashes,
+# never an aborted one, survives hook errors, reloads on SIGHUP, stops
+# promptly on SIGTERM; without the preload, registering raises 55000.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $node = PostgreSQL::Test::Cluster->new('main');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'choreograph'
+choreograph.max_workers = 2
+});
+$node->start;
+$node->safe_psql('postgres', q{
+CREATE EXTENSION choreograph;
+CREATE TABLE done (id serial, n int, at timestamptz DEFAULT clock_timestamp());
+-- a hook; with "gate" it first waits for advisory lock 4242
+CREATE FUNCTION mark(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p ? 'gate' THEN
+        PERFORM pg_advisory_xact_lock_shared(4242);
+    END IF;
+    IF p ? 'sleep' THEN
+        PERFORM pg_sleep((p->>'sleep')::float8);
+    END IF;
+    IF p ? 'fail' THEN
+        RAISE EXCEPTION 'failing on purpose';
+    END IF;
+    INSERT INTO done (n) VALUES ((p->>'n')::int);
+END $$;
+});
+
+sub worker_pids
+{
+	return $node->safe_psql('postgres',
+		"SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity"
+		  . " WHERE backend_type = 'choreograph worker'");
+}
+
+# Wake-up at commit: a hook starts well under a second after COMMIT
+# returns (the workers otherwise sleep up to a minute).
+for my $round (1 .. 5)
+{
+	my $latency = $node->safe_psql('postgres', qq{
+		BEGIN;
+		SELECT choreo_post_commit('mark(jsonb)', '{"n": -$round}');
+		COMMIT;
+		CREATE TEMP TABLE committed AS SELECT clock_timestamp() AS at;
+		DO \$\$
+		BEGIN
+			FOR i IN 1 .. 200 LOOP
+				EXIT WHEN EXISTS (SELECT FROM done WHERE n = -$round);
+				PERFORM pg_sleep(0.01);
+			END LOOP;
+		END \$\$;
+		SELECT extract(epoch FROM (SELECT at FROM done WHERE n = -$round) - (SELECT at FROM committed));
+	});
+	($latency) = $latency =~ /(-?[0-9.e-]+)\s*$/;
+	ok(defined $latency && $latency < 1.0,
+		"round $round: hook started ${latency}s after commit");
+}
+
+# Hooks of one transaction run in registration order.
+$node->safe_psql('postgres', q{
+	TRUNCATE done;
+	BEGIN;
+	SELECT choreo_post_commit('mark(jsonb)', jsonb_build_object('n', g)) FROM generate_series(1, 50) g;
+	COMMIT;
+});
+$node->poll_query_until('postgres', 'SELECT count(*) = 0 FROM choreograph.hooks')
+  or die 'hooks did not run';
+is($node->safe_psql('postgres',
+		'SELECT bool_and(n = id) FROM (SELECT n, row_number() OVER (ORDER BY id) AS id FROM done) s'),
+	't', 'hooks of one transaction ran in registration order');
+
+# Durability: with the workers blocked inside hooks, commit hooks (and
+# abort others), crash the server, restart: every committed hook runs
+# exactly once, no aborted one ever.
+$node->safe_psql('postgres', 'TRUNCATE done');
+my $blocker = $node->background_psql('postgres');
+$blocker->query_safe('SELECT pg_advisory_lock(4242)');
+for my $n (1 .. 20)
+{
+	$node->safe_psql('postgres',
+		qq{SELECT choreo_post_commit('mark(jsonb)', '{"n": $n, "gate": true}')});
+}
+for my $n (101 .. 110)
+{
+	$node->safe_psql('postgres', qq{
+		BEGIN;
+		SELECT choreo_post_commit('mark(jsonb)', '{"n": $n, "gate": true}');
+		ROLLBACK;
+	});
+}
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 2 FROM choreo_hooks WHERE status = 'running'")
+  or die 'workers did not start the blocked hooks';
+is($node->safe_psql('postgres', 'SELECT count(*) FROM done'), '0', 'nothing ran while blocked');
+$node->stop('immediate');
+eval { $blocker->quit; };
+$node->start;
+$node->poll_query_until('postgres', 'SELECT count(*) = 0 FROM choreograph.hooks')
+  or die 'hooks did not run after the restart';
+is($node->safe_psql('postgres',
+		'SELECT count(*), count(DISTINCT n) FROM done WHERE n BETWEEN 1 AND 20'),
+	'20|20', 'every committed hook ran exactly once across the crash');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM done WHERE n > 100'),
+	'0', 'no hook of an aborted transaction ran');
+
+# A failing hook does not stop the worker, which goes on with the others.
+my $pids = worker_pids();
+$node->safe_psql('postgres', q{
+	TRUNCATE done;
+	SELECT choreo_post_commit('mark(jsonb)', '{"n": 1, "fail": true}');
+	SELECT choreo_post_commit('mark(jsonb)', '{"n": 2}');
+});
+$node->poll_query_until('postgres', 'SELECT count(*) = 1 FROM done')
+  or die 'the good hook did not run';
+$node->poll_query_until('postgres', 'SELECT attempts >= 1 FROM choreograph.hooks')
+  or die 'the failure was not recorded';
+is(worker_pids(), $pids, 'the workers survived a failing hook');
+
+# SIGHUP reloads the settings: with hook_max_attempts = 1 a failing hook
+# is given up at once.
+$node->safe_psql('postgres', q{
+	DELETE FROM choreograph.hooks;
+	ALTER SYSTEM SET choreograph.hook_max_attempts = 1;
+	SELECT pg_reload_conf();
+});
+sleep 1;
+$node->safe_psql('postgres',
+	q{SELECT choreo_post_commit('mark(jsonb)', '{"n": 3, "fail": true}')});
+$node->poll_query_until('postgres',
+	"SELECT status = 'failed' AND attempts = 1 FROM choreo_hooks")
+  or die 'the reloaded setting was not used';
+pass('a reloaded hook_max_attempts applies');
+is(worker_pids(), $pids, 'reloading did not restart the workers');
+$node->safe_psql('postgres', q{
+	DELETE FROM choreograph.hooks;
+	ALTER SYSTEM RESET choreograph.hook_max_attempts;
+	SELECT pg_reload_conf();
+});
+
+# SIGTERM stops a worker promptly, even in the middle of a long hook,
+# which runs again once the worker is back.
+$node->safe_psql('postgres',
+	q{SELECT choreo_post_commit('mark(jsonb)', '{"n": 4, "sleep": 600}')});
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM choreo_hooks WHERE status = 'running'")
+  or die 'the long hook did not start';
+my $busy = $node->safe_psql('postgres', q{
+	SELECT pid FROM pg_stat_activity
+	 WHERE backend_type = 'choreograph worker'
+	   AND query LIKE '%running a post-commit hook%'});
+$node->safe_psql('postgres', q{
+	CREATE OR REPLACE FUNCTION mark(p jsonb) RETURNS void LANGUAGE sql
+		AS $$ INSERT INTO done (n) VALUES ((p->>'n')::int) $$;
+});
+my $start = time();
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($busy)");
+$node->poll_query_until('postgres',
+	"SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $busy)")
+  or die 'the worker did not stop';
+my $stopped = time() - $start;
+ok($stopped < 5, sprintf('SIGTERM stopped the worker in %.2fs', $stopped));
+$node->poll_query_until('postgres', 'SELECT count(*) = 1 FROM done WHERE n = 4')
+  or die 'the interrupted hook did not run again';
+pass('the interrupted hook ran again after the worker restarted');
+
+# A fast shutdown is not held up by a long hook.
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION long_hook() RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(600) $$;
+	SELECT choreo_post_commit('long_hook()');
+});
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM choreo_hooks WHERE status = 'running'")
+  or die 'the long hook did not start';
+$start = time();
+$node->stop('fast');
+my $shutdown = time() - $start;
+ok($shutdown < 10, sprintf('fast shutdown took %.2fs with a hook running', $shutdown));
+
+# Without the preload, post-commit hooks are refused with 55000 and a hint.
+my $plain = PostgreSQL::Test::Cluster->new('plain');
+$plain->init;
+$plain->start;
+$plain->safe_psql('postgres', 'CREATE EXTENSION choreograph');
+my ($ret, $stdout, $stderr) = $plain->psql('postgres',
+	q{\set VERBOSITY verbose
+	  SELECT choreo_post_commit('now()')});
+like($stderr, qr/55000/, 'without the preload: SQLSTATE 55000');
+like($stderr, qr/shared_preload_libraries/, 'with a hint to preload');
+is($plain->safe_psql('postgres', 'SELECT count(*) FROM choreograph.hooks'),
+	'0', 'and nothing queued');
+$plain->stop;
+
+done_testing();
