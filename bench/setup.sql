@@ -84,3 +84,48 @@ BEGIN
     END IF;
     RETURN extract(epoch FROM clock_timestamp() - started) * 1e6 / n;
 END $$;
+
+-- B1: events fired in one transaction into an events table
+CREATE TABLE b1_events (id bigserial PRIMARY KEY, kind text, payload jsonb,
+                        at timestamptz NOT NULL DEFAULT now());
+SELECT choreo_create_buffer('b1', 'b1_events', 1000);
+
+-- B2: a row trigger emitting one event per row of a 100,000-row INSERT
+CREATE TABLE b2_changes (id bigserial PRIMARY KEY, payload jsonb,
+                         at timestamptz NOT NULL DEFAULT now());
+SELECT choreo_create_buffer('b2', 'b2_changes', 1000);
+CREATE TABLE b2_src_capture (id int, v text);
+CREATE TRIGGER capture AFTER INSERT OR UPDATE OR DELETE ON b2_src_capture
+    FOR EACH ROW EXECUTE FUNCTION choreo_capture('b2', 'payload');
+CREATE TABLE b2_src_plpgsql (id int, v text);
+CREATE FUNCTION b2_plpgsql_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO b2_changes (payload) VALUES (jsonb_build_object(
+        'op', TG_OP, 'table', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME,
+        'new', CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END,
+        'old', CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER plpgsql_capture AFTER INSERT OR UPDATE OR DELETE ON b2_src_plpgsql
+    FOR EACH ROW EXECUTE FUNCTION b2_plpgsql_trigger();
+CREATE TABLE b2_src_none (id int, v text);
+
+-- H1: post-commit hooks; each inserts a row recording when it started
+CREATE TABLE h1_done (registered_at timestamptz, started_at timestamptz DEFAULT clock_timestamp());
+CREATE TABLE h1_plain (id bigserial, at timestamptz DEFAULT now());
+CREATE FUNCTION h1_hook(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p ? 'gate' THEN
+        PERFORM pg_advisory_xact_lock_shared(7001);
+    END IF;
+    INSERT INTO h1_done (registered_at) VALUES ((p->>'at')::timestamptz);
+END $$;
+
+-- H2: a transaction registering 1,000 pre-commit hooks with the same key
+CREATE TABLE h2_rows (id bigserial, at timestamptz DEFAULT now());
+CREATE FUNCTION h2_hook() RETURNS void LANGUAGE sql AS $$ INSERT INTO h2_rows DEFAULT VALUES $$;
+
+-- B3: memory while firing many events in one transaction (unlogged: the
+-- scenario measures the buffer's memory, not the WAL)
+CREATE UNLOGGED TABLE b3_events (id bigserial, kind text);
+SELECT choreo_create_buffer('b3', 'b3_events', 1000);

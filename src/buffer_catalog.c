@@ -217,7 +217,7 @@ choreo_create_buffer(PG_FUNCTION_ARGS)
 				 errdetail("A buffer writes between 1 and %d rows per statement.",
 						   MAX_BATCH_LIMIT)));
 
-	BeginExtensionWrite(&write);
+	BeginExtensionWrite(&write, true);
 	args[0] = CStringGetTextDatum(name);
 	args[1] = ObjectIdGetDatum(target);
 	args[2] = Int32GetDatum(max_batch);
@@ -247,7 +247,7 @@ choreo_drop_buffer(PG_FUNCTION_ARGS)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
 
-	BeginExtensionWrite(&write);
+	BeginExtensionWrite(&write, true);
 	LockOwnedBuffer(&write, name);
 	args[0] = CStringGetTextDatum(name);
 	ExecuteExtensionQuery("DELETE FROM " CHOREO_SCHEMA ".buffers"

@@ -172,7 +172,7 @@ choreo_add_step(PG_FUNCTION_ARGS)
 				 errmsg("position %d is out of range", PG_GETARG_INT32(4)),
 				 errdetail("Positions start at 1.")));
 
-	BeginExtensionWrite(&write);
+	BeginExtensionWrite(&write, true);
 
 	args[0] = CStringGetTextDatum(pipeline);
 	args[1] = ObjectIdGetDatum(write.caller);
@@ -243,7 +243,7 @@ choreo_remove_step(PG_FUNCTION_ARGS)
 	Datum		args[3];
 	bool		isnull;
 
-	BeginExtensionWrite(&write);
+	BeginExtensionWrite(&write, true);
 	if (!LockOwnedPipeline(&write, pipeline))
 		PipelineNotFound(pipeline);
 
@@ -281,7 +281,7 @@ choreo_drop_pipeline(PG_FUNCTION_ARGS)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
 
-	BeginExtensionWrite(&write);
+	BeginExtensionWrite(&write, true);
 	if (!LockOwnedPipeline(&write, pipeline))
 		PipelineNotFound(pipeline);
 

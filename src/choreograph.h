@@ -105,7 +105,7 @@ typedef struct ExtensionWrite
 	int			saved_nestlevel;
 } ExtensionWrite;
 
-extern void BeginExtensionWrite(ExtensionWrite *write);
+extern void BeginExtensionWrite(ExtensionWrite *write, bool pin_search_path);
 extern void EndExtensionWrite(ExtensionWrite *write);
 extern uint64 ExecuteExtensionQuery(const char *query, int nargs, Oid *argtypes,
 									Datum *args, int expected);

@@ -144,7 +144,6 @@ CheckHookCallback(Datum callback, const char *kind)
 	Oid			function = DatumGetObjectId(callback);
 	HeapTuple	tuple;
 	Form_pg_proc proc;
-	char	   *signature;
 
 	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(function));
 	if (!HeapTupleIsValid(tuple))
@@ -152,29 +151,28 @@ CheckHookCallback(Datum callback, const char *kind)
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("function with OID %u does not exist", function)));
 	proc = (Form_pg_proc) GETSTRUCT(tuple);
-	signature = format_procedure(function);
 	if (proc->prokind != PROKIND_FUNCTION)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("%s is not a function", signature),
+				 errmsg("%s is not a function", format_procedure(function)),
 				 errdetail("A %s hook's callback must be a plain function.", kind)));
 	if (proc->pronargs > 1 ||
 		(proc->pronargs == 1 && proc->proargtypes.values[0] != JSONBOID))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function %s cannot be a %s hook", signature, kind),
+				 errmsg("function %s cannot be a %s hook", format_procedure(function), kind),
 				 errdetail("A hook's callback takes no argument, or one jsonb argument (the payload).")));
 	if (proc->proretset)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("function %s returns a set", signature),
+				 errmsg("function %s returns a set", format_procedure(function)),
 				 errdetail("A %s hook's callback must return a single value or void.", kind)));
 	ReleaseSysCache(tuple);
 
 	if (pg_proc_aclcheck(function, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for function %s", signature)));
+				 errmsg("permission denied for function %s", format_procedure(function))));
 	return function;
 }
 
@@ -356,6 +354,10 @@ choreo_pre_commit(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("pre-commit hook callback must not be null")));
+	/* a key seen before makes this a no-op: O(1), nothing else to check */
+	if (!PG_ARGISNULL(3) &&
+		!TransactionKeysAdd(&pre_commit_keys, text_to_cstring(PG_GETARG_TEXT_PP(3))))
+		PG_RETURN_VOID();
 	callback = CheckHookCallback(PG_GETARG_DATUM(0), "pre-commit");
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -383,10 +385,6 @@ choreo_pre_commit(PG_FUNCTION_ARGS)
 						   format_procedure(callback), generation, choreo_max_depth),
 				 errhint("A hook that must run once per transaction can be registered with a key.")));
 
-	if (!PG_ARGISNULL(3) &&
-		!TransactionKeysAdd(&pre_commit_keys, text_to_cstring(PG_GETARG_TEXT_PP(3))))
-		PG_RETURN_VOID();
-
 	old = MemoryContextSwitchTo(TopTransactionContext);
 	hook = palloc(sizeof(PreCommitHook));
 	hook->callback = callback;
@@ -404,8 +402,11 @@ choreo_pre_commit(PG_FUNCTION_ARGS)
 static void
 RequireWorkers(void)
 {
+	static bool database_checked = false;
 	char	   *database;
 
+	if (database_checked)
+		return;
 	if (!choreo_preloaded)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -418,6 +419,7 @@ RequireWorkers(void)
 				 errmsg("post-commit hooks are run in database \"%s\" only, not in \"%s\"",
 						choreo_database, database),
 				 errhint("Set choreograph.database to \"%s\" and restart the server.", database)));
+	database_checked = true;	/* neither can change in this backend */
 }
 
 PG_FUNCTION_INFO_V1(choreo_post_commit);
@@ -456,7 +458,11 @@ choreo_post_commit(PG_FUNCTION_ARGS)
 	else
 		args[3] = PG_GETARG_DATUM(1);
 
-	BeginExtensionWrite(&write);
+	/*
+	 * The prepared INSERT names everything with its schema and calls no
+	 * operator or function by name, so it needs no fixed search_path.
+	 */
+	BeginExtensionWrite(&write, false);
 	if (outbox_insert == NULL)
 	{
 		SPIPlanPtr	plan = SPI_prepare(query, 4, argtypes);
@@ -495,7 +501,7 @@ choreo_retry_hook(PG_FUNCTION_ARGS)
 	id = PG_GETARG_INT64(0);
 	args[0] = Int64GetDatum(id);
 
-	BeginExtensionWrite(&write);
+	BeginExtensionWrite(&write, true);
 	if (ExecuteExtensionQuery("SELECT role::pg_catalog.oid FROM " CHOREO_SCHEMA ".hooks"
 							  " WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 							  1, argtypes, args, SPI_OK_SELECT) == 0)

@@ -74,12 +74,12 @@ ExtensionTablesOwner(void)
 }
 
 /*
- * Switches to the extension tables' owner, with a safe search_path, and
- * connects to SPI.  An error on the way is undone by the (sub)transaction
+ * Switches to the extension tables' owner, with a safe search_path unless
+ * the caller's statements cannot depend on it, and connects to SPI.  An error on the way is undone by the (sub)transaction
  * abort, which restores the user and the settings.
  */
 void
-BeginExtensionWrite(ExtensionWrite *write)
+BeginExtensionWrite(ExtensionWrite *write, bool pin_search_path)
 {
 	Oid			owner = ExtensionTablesOwner();
 
@@ -88,10 +88,14 @@ BeginExtensionWrite(ExtensionWrite *write)
 	SetUserIdAndSecContext(owner, write->saved_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	write->saved_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	write->saved_nestlevel = 0;
+	if (pin_search_path)
+	{
+		write->saved_nestlevel = NewGUCNestLevel();
+		(void) set_config_option("search_path", "pg_catalog, pg_temp",
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
@@ -100,7 +104,8 @@ void
 EndExtensionWrite(ExtensionWrite *write)
 {
 	SPI_finish();
-	AtEOXact_GUC(true, write->saved_nestlevel);
+	if (write->saved_nestlevel > 0)
+		AtEOXact_GUC(true, write->saved_nestlevel);
 	SetUserIdAndSecContext(write->saved_userid, write->saved_sec_context);
 }
 

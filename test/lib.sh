@@ -70,7 +70,6 @@ start_cluster() {
         echo "port = $PGPORT"
         echo "shared_preload_libraries = 'choreograph'"
         echo "max_prepared_transactions = 10"
-        echo "fsync = off"
         for setting in "$@"; do echo "$setting"; done
     } >>"$CLUSTER_DIR/data/postgresql.conf"
     as_cluster_owner pg_ctl -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w start >/dev/null \
