@@ -77,3 +77,31 @@ INSERT INTO orders (id, sku, quantity, email) VALUES (5, 'ink', 9, 'di@example.c
 \set ON_ERROR_STOP on
 SELECT count(*) AS orders_with_id_5 FROM orders WHERE id = 5;
 SELECT * FROM choreo_errors();
+
+\echo '== a buffer: a trigger captures every change of orders as an event, written in batches'
+CREATE TABLE order_events (id bigserial PRIMARY KEY, payload jsonb NOT NULL,
+                           at timestamptz NOT NULL DEFAULT now());
+SELECT choreo_create_buffer('order_events', 'order_events', 100);
+CREATE TRIGGER orders_capture AFTER INSERT OR UPDATE OR DELETE ON orders
+    FOR EACH ROW EXECUTE FUNCTION choreo_capture('order_events');
+UPDATE orders SET status = 'shipped' WHERE status = 'confirmed';
+SELECT id, payload->>'op' AS op, payload->'new'->>'id' AS order_id,
+       payload->'old'->>'status' AS was, payload->'new'->>'status' AS now
+  FROM order_events ORDER BY id;
+
+\echo '== post-commit hooks: after COMMIT, a background worker mails each shipped order'
+CREATE TABLE sent_mail (order_id int, address text, sent_by text,
+                        sent_at timestamptz DEFAULT clock_timestamp());
+CREATE FUNCTION send_mail(p jsonb) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO sent_mail (order_id, address, sent_by)
+    VALUES ((p->>'order')::int, p->>'to', current_user)
+$$;
+BEGIN;
+SELECT count(choreo_post_commit('send_mail(jsonb)', jsonb_build_object('order', id, 'to', email)))
+       AS hooks_queued
+  FROM orders WHERE status = 'shipped' AND email IS NOT NULL;
+SELECT id, callback, status, payload FROM choreo_hooks;
+COMMIT;
+SELECT pg_sleep(0.5) \g /dev/null
+SELECT order_id, address, sent_by FROM sent_mail ORDER BY order_id;
+SELECT count(*) AS hooks_left FROM choreo_hooks;
