@@ -113,3 +113,8 @@ CREATE VIEW choreo_buffers AS
     SELECT name, target, max_batch, owner FROM choreograph.buffers ORDER BY name;
 GRANT SELECT ON choreo_buffers TO PUBLIC;
 COMMENT ON VIEW choreo_buffers IS 'Buffers and their target tables';
+
+-- the rows of a buffer's batch, read by the extension's own INSERTs (it
+-- returns nothing when called otherwise); the firing role executes them
+CREATE FUNCTION choreograph.choreo_buffer_rows() RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'choreo_buffer_rows' LANGUAGE C VOLATILE;

@@ -100,12 +100,23 @@ SELECT wait_for_hooks();
 SELECT post_entries();
 TRUNCATE post_log;
 
+-- a hook whose function was dropped fails with a clear error
+CREATE FUNCTION short_lived() RETURNS void LANGUAGE sql AS $$ SELECT $$;
+BEGIN;
+SELECT choreo_post_commit('short_lived()');
+DROP FUNCTION short_lived();
+COMMIT;
+SELECT wait_for_attempts();
+SELECT attempts > 0 AS tried, last_error LIKE 'function % of post-commit hook % no longer exists' AS clear_error
+  FROM choreograph.hooks;
+DELETE FROM choreograph.hooks;
+
 -- failures are retried with backoff, the last error kept (truncated),
 -- then the hook stays failed until choreo_retry_hook
 ALTER SYSTEM SET choreograph.hook_max_attempts = 2;
 ALTER SYSTEM SET choreograph.error_max_length = 30;
 SELECT pg_reload_conf();
-SELECT pg_sleep(0.2);
+SELECT pg_sleep(0.5);   -- the workers reload at once; give the signal time
 SET ROLE regress_choreo_poster;
 SELECT choreo_post_commit('write_guarded()');
 RESET ROLE;
@@ -134,17 +145,6 @@ SELECT count(*) AS left_in_outbox FROM choreograph.hooks;
 ALTER SYSTEM RESET choreograph.hook_max_attempts;
 ALTER SYSTEM RESET choreograph.error_max_length;
 SELECT pg_reload_conf();
-
--- a hook whose function was dropped fails with a clear error
-CREATE FUNCTION short_lived() RETURNS void LANGUAGE sql AS $$ SELECT $$;
-BEGIN;
-SELECT choreo_post_commit('short_lived()');
-DROP FUNCTION short_lived();
-COMMIT;
-SELECT wait_for_attempts();
-SELECT attempts > 0 AS tried, last_error LIKE 'function % of post-commit hook % no longer exists' AS clear_error
-  FROM choreograph.hooks;
-DELETE FROM choreograph.hooks;
 
 -- two-phase commit: the hook runs after COMMIT PREPARED, never after
 -- ROLLBACK PREPARED

@@ -12,11 +12,12 @@
  * take their defaults at the INSERT.  Items are written with
  *
  *     INSERT INTO target (named columns)
- *         SELECT * FROM ROWS FROM (unnest($1), unnest($2), ...)
+ *         SELECT * FROM choreograph.choreo_buffer_rows() AS r(their types)
  *
- * one array parameter per column, as the role that fired them, through a
- * plan prepared once per backend and column set: triggers, constraints,
- * row-level security and privileges apply as to a plain INSERT.
+ * where choreo_buffer_rows() returns the items being written, as the role
+ * that fired them, through a plan prepared once per backend and column
+ * set: triggers, constraints, row-level security and privileges apply as
+ * to a plain INSERT.
  *
  * Savepoints: each item records the subtransaction level that fired it, so
  * a rollback drops exactly its items (always a tail: levels never decrease
@@ -35,6 +36,7 @@
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -122,6 +124,11 @@ typedef struct PendingBufferEntry
 static int64 FlushBuffer(PendingBuffer *buffer);
 
 static HTAB *pending_buffers = NULL;	/* in TopTransactionContext */
+static PendingBuffer *last_fired = NULL;	/* fast path for firing in a loop */
+
+/* the items the INSERT being executed reads, through choreo_buffer_rows() */
+static BufferItem **writing_items = NULL;
+static int	writing_count = 0;
 static List *pending_order = NIL;	/* of PendingBuffer *, first fired first */
 static HTAB *insert_plans = NULL;	/* in TopMemoryContext */
 
@@ -343,6 +350,11 @@ ConvertValue(BufferColumn *column, JsonbValue *value, bool *isnull)
 		switch (value->type)
 		{
 			case jbvString:
+				/* text takes the string as is: skip its input function */
+				if (column->type == TEXTOID ||
+					(column->type == VARCHAROID && column->typmod < 0))
+					return PointerGetDatum(cstring_to_text_with_len(value->val.string.val,
+																	value->val.string.len));
 				return InputColumn(column, pnstrdup(value->val.string.val,
 													value->val.string.len));
 			case jbvNumeric:
@@ -392,13 +404,15 @@ CurrentBatch(PendingBuffer *buffer)
 static BufferItem *
 NewItem(ColumnSet *set)
 {
-	BufferItem *item = palloc(sizeof(BufferItem));
+	int			n = Max(set->ncolumns, 1);
+	BufferItem *item = palloc(MAXALIGN(sizeof(BufferItem)) +
+							  n * sizeof(Datum) + n * sizeof(bool));
 
 	item->nest_level = GetCurrentTransactionNestLevel();
 	item->userid = GetUserId();
 	item->set = set;
-	item->values = palloc(sizeof(Datum) * Max(set->ncolumns, 1));
-	item->nulls = palloc(sizeof(bool) * Max(set->ncolumns, 1));
+	item->values = (Datum *) ((char *) item + MAXALIGN(sizeof(BufferItem)));
+	item->nulls = (bool *) (item->values + n);
 	return item;
 }
 
@@ -529,7 +543,7 @@ InsertPlanFor(PendingBuffer *buffer, ColumnSet *set, bool returning)
 
 	initStringInfo(&query);
 	appendStringInfo(&query, "INSERT INTO %s AS choreo_target", buffer->target_name);
-	argtypes = palloc(sizeof(Oid) * Max(set->ncolumns, 1));
+	argtypes = palloc(sizeof(Oid));
 	if (set->ncolumns == 0)
 	{
 		/* every column takes its default */
@@ -545,22 +559,23 @@ InsertPlanFor(PendingBuffer *buffer, ColumnSet *set, bool returning)
 
 			appendStringInfo(&query, "%s%s", i > 0 ? ", " : "",
 							 quote_identifier(NameStr(column->name)));
-			argtypes[i] = get_array_type(column->type);
-			if (!OidIsValid(argtypes[i]))
-				ereport(ERROR,
-						(errcode(ERRCODE_DATATYPE_MISMATCH),
-						 errmsg("buffers cannot write column \"%s\" of type %s, which has no array type",
-								NameStr(column->name), format_type_be(column->type))));
 		}
-		appendStringInfoString(&query, ") SELECT * FROM ROWS FROM (");
+		appendStringInfoString(&query, ") SELECT * FROM " CHOREO_SCHEMA ".choreo_buffer_rows() AS r(");
 		for (int i = 0; i < set->ncolumns; i++)
-			appendStringInfo(&query, "%spg_catalog.unnest($%d)", i > 0 ? ", " : "", i + 1);
+		{
+			BufferColumn *column = &buffer->columns[set->columns[i]];
+
+			appendStringInfo(&query, "%sc%d %s", i > 0 ? ", " : "", i + 1,
+							 format_type_extended(column->type, column->typmod,
+												  FORMAT_TYPE_TYPEMOD_GIVEN |
+												  FORMAT_TYPE_FORCE_QUALIFY));
+		}
 		appendStringInfoChar(&query, ')');
 	}
 	if (returning)
 		appendStringInfoString(&query, " RETURNING pg_catalog.to_jsonb(choreo_target.*)");
 
-	plan = SPI_prepare(query.data, Max(set->ncolumns, 1), argtypes);
+	plan = SPI_prepare(query.data, set->ncolumns == 0 ? 1 : 0, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", query.data,
 			 SPI_result_code_string(SPI_result));
@@ -591,44 +606,25 @@ InsertItems(PendingBuffer *buffer, BufferItem **items, int from, int to,
 			bool returning)
 {
 	ColumnSet  *set = items[from]->set;
-	int			n = to - from;
-	int			nargs = Max(set->ncolumns, 1);
-	Datum	   *args = palloc(sizeof(Datum) * nargs);
-	char	   *nulls = palloc(nargs);
+	Datum		args[1] = {Int32GetDatum(to - from)};
 	SPIPlanPtr	plan = InsertPlanFor(buffer, set, returning);
 	Oid			saved_userid;
 	int			saved_sec_context;
 	int			rc;
 	Datum		row = (Datum) 0;
 
-	memset(nulls, ' ', nargs);
-	if (set->ncolumns == 0)
-		args[0] = Int32GetDatum(n);
-	for (int c = 0; c < set->ncolumns; c++)
-	{
-		BufferColumn *column = &buffer->columns[set->columns[c]];
-		Datum	   *elems = palloc(sizeof(Datum) * n);
-		bool	   *elemnulls = palloc(sizeof(bool) * n);
-		int			dims[1] = {n};
-		int			lbs[1] = {1};
-
-		for (int i = 0; i < n; i++)
-		{
-			elems[i] = items[from + i]->values[c];
-			elemnulls[i] = items[from + i]->nulls[c];
-		}
-		args[c] = PointerGetDatum(construct_md_array(elems, elemnulls, 1, dims, lbs,
-													 column->type, column->typlen,
-													 column->typbyval, column->typalign));
-	}
+	writing_items = items + from;
+	writing_count = to - from;
 
 	/* the write happens with the rights of the role that fired the items */
 	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
 	if (items[from]->userid != saved_userid)
 		SetUserIdAndSecContext(items[from]->userid,
 							   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	rc = SPI_execute_plan(plan, args, nulls, false, 0);
+	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	SetUserIdAndSecContext(saved_userid, saved_sec_context);
+	writing_items = NULL;
+	writing_count = 0;
 	if (rc != (returning ? SPI_OK_INSERT_RETURNING : SPI_OK_INSERT))
 		elog(ERROR, "could not write into buffer \"%s\": %s", buffer->name,
 			 SPI_result_code_string(rc));
@@ -836,6 +832,8 @@ BuffersAtSubAbort(int nest_level)
 		if (buffer->created_level >= nest_level)
 		{
 			/* every item is gone; so is the lock on the table */
+			if (buffer == last_fired)
+				last_fired = NULL;
 			foreach(bc, buffer->batches)
 				FreeBatch(lfirst(bc));
 			hash_search(pending_buffers, &buffer->name, HASH_REMOVE, NULL);
@@ -908,6 +906,7 @@ BuffersAtEnd(void)
 {
 	pending_buffers = NULL;
 	pending_order = NIL;
+	last_fired = NULL;
 }
 
 PG_FUNCTION_INFO_V1(choreo_fire_forget);
@@ -916,17 +915,28 @@ PG_FUNCTION_INFO_V1(choreo_fire_forget);
 Datum
 choreo_fire_forget(PG_FUNCTION_ARGS)
 {
-	char	   *name = NameArgument(fcinfo, 0, "buffer");
-	PendingBuffer *buffer;
+	PendingBuffer *buffer = NULL;
 	Batch	   *batch;
 	BufferItem *item;
 	MemoryContext old;
 
+	/* firing in a loop names the same buffer again and again */
+	if (last_fired != NULL && !PG_ARGISNULL(0))
+	{
+		text	   *name = PG_GETARG_TEXT_PP(0);
+		int			len = VARSIZE_ANY_EXHDR(name);
+
+		if (strncmp(last_fired->name, VARDATA_ANY(name), len) == 0 &&
+			last_fired->name[len] == '\0')
+			buffer = last_fired;
+	}
+	if (buffer == NULL)
+		buffer = last_fired = PendingBufferFor(NameArgument(fcinfo, 0, "buffer"));
+
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("item fired into buffer \"%s\" must not be null", name)));
-	buffer = PendingBufferFor(name);
+				 errmsg("item fired into buffer \"%s\" must not be null", buffer->name)));
 	batch = CurrentBatch(buffer);
 	old = MemoryContextSwitchTo(batch->cxt);
 	item = BuildItem(buffer, PG_GETARG_JSONB_P(1));
@@ -991,4 +1001,32 @@ choreo_flush(PG_FUNCTION_ARGS)
 		BufferLookup(name, &def);	/* raises for an unknown buffer */
 	}
 	PG_RETURN_INT64(0);
+}
+
+PG_FUNCTION_INFO_V1(choreo_buffer_rows);
+
+/*
+ * The rows an INSERT of a buffer's batch reads: the items being written.
+ * Only the extension's own INSERTs call it; anywhere else it is empty.
+ */
+Datum
+choreo_buffer_rows(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	BufferItem **items = writing_items;
+	int			count = writing_count;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	if (items == NULL)
+		return (Datum) 0;
+	if (rsinfo->setDesc->natts != items[0]->set->ncolumns)
+		elog(ERROR, "choreo_buffer_rows() called with %d columns for %d",
+			 rsinfo->setDesc->natts, items[0]->set->ncolumns);
+
+	/* a trigger on the target calling it again sees nothing */
+	writing_items = NULL;
+	for (int i = 0; i < count; i++)
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+							 items[i]->values, items[i]->nulls);
+	return (Datum) 0;
 }

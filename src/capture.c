@@ -45,7 +45,7 @@ choreo_capture(PG_FUNCTION_ARGS)
 	column = trigger->tgnargs > 1 ? trigger->tgargs[1] : "payload";
 	buffer = PendingBufferFor(trigger->tgargs[0]);
 	BufferFireJsonb(buffer, PendingBufferColumn(buffer, column),
-					TriggerEnvelope(trigdata));
+					TriggerEnvelope(trigdata, fcinfo->flinfo));
 
 	if (TRIGGER_FIRED_AFTER(trigdata->tg_event))
 		return PointerGetDatum(NULL);

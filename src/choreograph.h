@@ -125,6 +125,17 @@ extern JsonbValue *JsonbArrayNew(int nelems);
 extern void JsonbArrayAdd(JsonbValue *array, JsonbValue value);
 extern Jsonb *JsonbTreeToJsonb(JsonbValue *tree);
 extern int	JsonbKeyCompare(const char *a, const char *b);
+
+/* How rows of one tuple descriptor are rendered as jsonb objects */
+typedef struct RowJsonbLayout
+{
+	TupleDesc	desc;
+	int			nattrs;			/* live attributes */
+	int		   *order;			/* their indexes, in jsonb key order */
+} RowJsonbLayout;
+
+extern RowJsonbLayout *RowJsonbLayoutFor(TupleDesc desc, MemoryContext cxt);
+extern JsonbValue RowToJsonbValue(RowJsonbLayout *layout, HeapTuple tuple);
 extern void PushJsonbDatum(JsonbParseState **state, JsonbIteratorToken seq, Jsonb *value);
 extern void PushJsonbCString(JsonbParseState **state, JsonbIteratorToken seq, const char *str);
 extern void PushJsonbNull(JsonbParseState **state, JsonbIteratorToken seq);
@@ -143,6 +154,7 @@ typedef struct RunInput
 	bool		isnull;
 	Jsonb	   *jsonb;			/* NULL until made */
 	struct TriggerData *trigger;	/* set for runs started by choreo_trigger */
+	FmgrInfo   *trigger_flinfo; /* its call info, which caches the envelope's layout */
 } RunInput;
 
 extern Jsonb *RunPipeline(const char *pipeline_name, RunInput *input,
@@ -150,7 +162,7 @@ extern Jsonb *RunPipeline(const char *pipeline_name, RunInput *input,
 
 /* trigger.c */
 extern Datum TriggerRowDatum(struct TriggerData *trigdata);
-extern Jsonb *TriggerEnvelope(struct TriggerData *trigdata);
+extern Jsonb *TriggerEnvelope(struct TriggerData *trigdata, FmgrInfo *flinfo);
 
 /* run_state.c: the bag, outcomes and error stack of runs */
 typedef enum StepOutcome

@@ -37,6 +37,7 @@ typedef struct TransactionKeys
 {
 	HTAB	   *hash;			/* of const char * */
 	List	   *entries;		/* of KeyEntry, in registration order */
+	const char *last;			/* the key added or found last: a fast path */
 } TransactionKeys;
 
 typedef struct KeyEntry
@@ -64,14 +65,28 @@ static TransactionKeys post_commit_keys;
 /* the outbox INSERT, prepared once per backend */
 static SPIPlanPtr outbox_insert = NULL;
 
-/* Adds a key; returns false when the transaction already has it */
+/*
+ * Adds a key; returns false when the transaction already has it.  A loop
+ * registering with one key (the common case) compares it with the last key
+ * and allocates nothing.
+ */
 static bool
-TransactionKeysAdd(TransactionKeys *keys, const char *key)
+TransactionKeysAdd(TransactionKeys *keys, text *key_text)
 {
-	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	const char *data = VARDATA_ANY(key_text);
+	int			len = VARSIZE_ANY_EXHDR(key_text);
+	MemoryContext old;
 	KeyEntry   *entry;
 	bool		found;
 	char	   *copy;
+	char	   *key;
+
+	if (keys->last != NULL && strncmp(keys->last, data, len) == 0 &&
+		keys->last[len] == '\0')
+		return false;
+
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	key = pnstrdup(data, len);
 
 	if (keys->hash == NULL)
 	{
@@ -85,19 +100,22 @@ TransactionKeysAdd(TransactionKeys *keys, const char *key)
 		keys->hash = hash_create("choreograph hook keys", 64, &ctl,
 								 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	}
-	(void) hash_search(keys->hash, &key, HASH_FIND, &found);
+	entry = hash_search(keys->hash, &key, HASH_FIND, &found);
 	if (found)
 	{
+		keys->last = *(char **) entry;
+		pfree(key);
 		MemoryContextSwitchTo(old);
 		return false;
 	}
 
-	copy = pstrdup(key);
+	copy = key;
 	entry = palloc(sizeof(KeyEntry));
 	entry->key = copy;
 	entry->nest_level = GetCurrentTransactionNestLevel();
 	keys->entries = lappend(keys->entries, entry);
 	*(char **) hash_search(keys->hash, &copy, HASH_ENTER, NULL) = copy;
+	keys->last = copy;
 	MemoryContextSwitchTo(old);
 	return true;
 }
@@ -114,6 +132,7 @@ TransactionKeysAtSubAbort(TransactionKeys *keys, int nest_level)
 			break;
 		hash_search(keys->hash, &entry->key, HASH_REMOVE, NULL);
 		keys->entries = list_delete_last(keys->entries);
+		keys->last = NULL;
 	}
 }
 
@@ -356,7 +375,7 @@ choreo_pre_commit(PG_FUNCTION_ARGS)
 				 errmsg("pre-commit hook callback must not be null")));
 	/* a key seen before makes this a no-op: O(1), nothing else to check */
 	if (!PG_ARGISNULL(3) &&
-		!TransactionKeysAdd(&pre_commit_keys, text_to_cstring(PG_GETARG_TEXT_PP(3))))
+		!TransactionKeysAdd(&pre_commit_keys, PG_GETARG_TEXT_PP(3)))
 		PG_RETURN_VOID();
 	callback = CheckHookCallback(PG_GETARG_DATUM(0), "pre-commit");
 	if (PG_ARGISNULL(2))
@@ -447,7 +466,7 @@ choreo_post_commit(PG_FUNCTION_ARGS)
 				 errmsg("post-commit hook callback must not be null")));
 	callback = CheckHookCallback(PG_GETARG_DATUM(0), "post-commit");
 	if (!PG_ARGISNULL(2) &&
-		!TransactionKeysAdd(&post_commit_keys, text_to_cstring(PG_GETARG_TEXT_PP(2))))
+		!TransactionKeysAdd(&post_commit_keys, PG_GETARG_TEXT_PP(2)))
 		PG_RETURN_VOID();
 
 	args[0] = Int64GetDatum((int64) U64FromFullTransactionId(GetTopFullTransactionId()));

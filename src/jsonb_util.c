@@ -16,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -203,6 +204,58 @@ JsonbKeyCompare(const char *a, const char *b)
 	if (alen != blen)
 		return alen < blen ? -1 : 1;
 	return memcmp(a, b, alen);
+}
+
+/* qsort_arg comparator: attribute indexes by their names' jsonb key order */
+static int
+CompareAttributeKeys(const void *a, const void *b, void *arg)
+{
+	TupleDesc	desc = (TupleDesc) arg;
+
+	return JsonbKeyCompare(NameStr(TupleDescAttr(desc, *(const int *) a)->attname),
+						   NameStr(TupleDescAttr(desc, *(const int *) b)->attname));
+}
+
+/*
+ * Prepares, in cxt, what RowToJsonbValue needs to render rows of a tuple
+ * descriptor: its live attributes in jsonb key order.
+ */
+RowJsonbLayout *
+RowJsonbLayoutFor(TupleDesc desc, MemoryContext cxt)
+{
+	RowJsonbLayout *layout = MemoryContextAllocZero(cxt, sizeof(RowJsonbLayout));
+
+	layout->desc = desc;
+	layout->order = MemoryContextAlloc(cxt, sizeof(int) * Max(desc->natts, 1));
+	for (int i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped)
+			layout->order[layout->nattrs++] = i;
+	qsort_arg(layout->order, layout->nattrs, sizeof(int), CompareAttributeKeys, desc);
+	return layout;
+}
+
+/*
+ * Renders a row as to_jsonb(row) would, as a tree (in the current memory
+ * context): keys already in jsonb order, common types converted directly,
+ * so that no sort and no output/input round trip is needed.
+ */
+JsonbValue
+RowToJsonbValue(RowJsonbLayout *layout, HeapTuple tuple)
+{
+	TupleDesc	desc = layout->desc;
+	JsonbValue *object = JsonbObjectNew(layout->nattrs);
+
+	for (int k = 0; k < layout->nattrs; k++)
+	{
+		Form_pg_attribute attr = TupleDescAttr(desc, layout->order[k]);
+		JsonbValue	value;
+		bool		isnull;
+		Datum		datum = heap_getattr(tuple, attr->attnum, desc, &isnull);
+
+		DatumToJsonbValue(datum, isnull, attr->atttypid, &value, CurrentMemoryContext);
+		JsonbObjectAdd(object, NameStr(attr->attname), value);
+	}
+	return *object;
 }
 
 /* A jsonb string value (pointing to str, which must outlive the value) */

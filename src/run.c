@@ -78,7 +78,7 @@ InputJsonb(RunInput *input)
 	if (input->jsonb == NULL)
 	{
 		if (input->trigger != NULL)
-			input->jsonb = TriggerEnvelope(input->trigger);
+			input->jsonb = TriggerEnvelope(input->trigger, input->trigger_flinfo);
 		else
 			input->jsonb = DatumToJsonb(input->value, input->isnull, input->type);
 	}

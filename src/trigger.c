@@ -44,30 +44,64 @@ TriggerRowDatum(TriggerData *trigdata)
 									RelationGetDescr(trigdata->tg_relation));
 }
 
-/* Adds a row, or null, as the value of an envelope's key */
-static void
-PushRow(JsonbParseState **state, const char *key, HeapTuple tuple,
-		TupleDesc desc)
+/*
+ * What envelopes of one trigger call site need, kept in the trigger's
+ * fn_extra (which lives as long as the statement, whose table cannot
+ * change meanwhile): the table's name and how to render its rows.
+ */
+typedef struct EnvelopeCache
 {
-	PushJsonbCString(state, WJB_KEY, key);
-	if (tuple == NULL)
-		PushJsonbNull(state, WJB_VALUE);
-	else
-		PushJsonbDatum(state, WJB_VALUE,
-					   DatumToJsonb(heap_copy_tuple_as_datum(tuple, desc),
-									false, desc->tdtypeid));
+	Oid			relid;
+	char	   *table;			/* schema-qualified, quoted */
+	RowJsonbLayout *layout;
+} EnvelopeCache;
+
+static EnvelopeCache *
+EnvelopeCacheFor(FmgrInfo *flinfo, Relation rel)
+{
+	EnvelopeCache *cache = flinfo != NULL ? (EnvelopeCache *) flinfo->fn_extra : NULL;
+
+	if (cache == NULL || cache->relid != RelationGetRelid(rel) ||
+		cache->layout->desc != RelationGetDescr(rel))
+	{
+		MemoryContext cxt = flinfo != NULL ? flinfo->fn_mcxt : CurrentMemoryContext;
+
+		cache = MemoryContextAlloc(cxt, sizeof(EnvelopeCache));
+		cache->relid = RelationGetRelid(rel);
+		cache->table = MemoryContextStrdup(cxt,
+										   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+																	  RelationGetRelationName(rel)));
+		cache->layout = RowJsonbLayoutFor(RelationGetDescr(rel), cxt);
+		if (flinfo != NULL)
+			flinfo->fn_extra = cache;
+	}
+	return cache;
 }
 
-/* The envelope {"op", "table", "new", "old"} of a trigger run */
-Jsonb *
-TriggerEnvelope(TriggerData *trigdata)
+/* A row as an object, or null */
+static JsonbValue
+RowValue(EnvelopeCache *cache, HeapTuple tuple)
 {
-	Relation	rel = trigdata->tg_relation;
-	TupleDesc	desc = RelationGetDescr(rel);
-	JsonbParseState *state = NULL;
+	JsonbValue	v;
+
+	if (tuple != NULL)
+		return RowToJsonbValue(cache->layout, tuple);
+	v.type = jbvNull;
+	return v;
+}
+
+/*
+ * The envelope {"op", "table", "new", "old"} of a trigger call, built as a
+ * tree with its keys in jsonb order and serialized once.  flinfo (the
+ * trigger's call info) caches what does not change from row to row.
+ */
+Jsonb *
+TriggerEnvelope(TriggerData *trigdata, FmgrInfo *flinfo)
+{
+	EnvelopeCache *cache = EnvelopeCacheFor(flinfo, trigdata->tg_relation);
+	JsonbValue *envelope = JsonbObjectNew(4);
 	HeapTuple	newrow = NULL;
 	HeapTuple	oldrow = NULL;
-	char	   *table;
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		newrow = trigdata->tg_trigtuple;
@@ -79,17 +113,11 @@ TriggerEnvelope(TriggerData *trigdata)
 	else
 		oldrow = trigdata->tg_trigtuple;
 
-	table = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-									   RelationGetRelationName(rel));
-
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	PushJsonbCString(&state, WJB_KEY, "op");
-	PushJsonbCString(&state, WJB_VALUE, TriggerOperation(trigdata));
-	PushJsonbCString(&state, WJB_KEY, "table");
-	PushJsonbCString(&state, WJB_VALUE, table);
-	PushRow(&state, "new", newrow, desc);
-	PushRow(&state, "old", oldrow, desc);
-	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+	JsonbObjectAdd(envelope, "op", JsonbStringValue(TriggerOperation(trigdata)));
+	JsonbObjectAdd(envelope, "new", RowValue(cache, newrow));
+	JsonbObjectAdd(envelope, "old", RowValue(cache, oldrow));
+	JsonbObjectAdd(envelope, "table", JsonbStringValue(cache->table));
+	return JsonbTreeToJsonb(envelope);
 }
 
 PG_FUNCTION_INFO_V1(choreo_trigger);
@@ -127,6 +155,7 @@ choreo_trigger(PG_FUNCTION_ARGS)
 	memset(&input, 0, sizeof(RunInput));
 	input.type = RelationGetDescr(trigdata->tg_relation)->tdtypeid;
 	input.trigger = trigdata;
+	input.trigger_flinfo = fcinfo->flinfo;
 	(void) RunPipeline(trigger->tgargs[0], &input, false, false);
 
 	if (TRIGGER_FIRED_AFTER(trigdata->tg_event))

@@ -89,15 +89,84 @@ CommitWorkerTransaction(void)
 	CommitTransactionCommand();
 }
 
-static void
-ExecuteWorkerQuery(const char *query, int nargs, Oid *argtypes, Datum *args,
-				   int expected)
+/* A query of the workers, prepared once per worker */
+typedef struct WorkerQuery
 {
-	int			rc = SPI_execute_with_args(query, nargs, argtypes, args, NULL,
-										   false, 0);
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[4];
+	SPIPlanPtr	plan;
+} WorkerQuery;
 
+/* the oldest due hooks whose transaction has no earlier hook waiting */
+static WorkerQuery due_hooks = {
+	"SELECT h.id, h.txid FROM " CHOREO_SCHEMA ".hooks h"
+	" WHERE h.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+	"   AND NOT EXISTS (SELECT FROM " CHOREO_SCHEMA ".hooks e"
+	"                    WHERE e.txid OPERATOR(pg_catalog.=) h.txid"
+	"                      AND e.id OPERATOR(pg_catalog.<) h.id"
+	"                      AND e.next_attempt_at IS NOT NULL)"
+	" ORDER BY h.id LIMIT " CppAsString2(DUE_HOOKS_BATCH),
+	0, {0}, NULL
+};
+
+/* milliseconds until the next retry falls due */
+static WorkerQuery next_due = {
+	"SELECT pg_catalog.ceil(pg_catalog.date_part('epoch',"
+	"       pg_catalog.min(next_attempt_at) OPERATOR(pg_catalog.-) pg_catalog.now())"
+	"       OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
+	"  FROM " CHOREO_SCHEMA ".hooks"
+	" WHERE next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+	0, {0}, NULL
+};
+
+/* claims a due hook (another worker may have taken it) */
+static WorkerQuery claim_hook = {
+	"SELECT callback::pg_catalog.oid, role::pg_catalog.oid, payload"
+	"  FROM " CHOREO_SCHEMA ".hooks"
+	" WHERE id OPERATOR(pg_catalog.=) $1"
+	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+	"   FOR UPDATE SKIP LOCKED",
+	1, {INT8OID}, NULL
+};
+
+static WorkerQuery delete_hook = {
+	"DELETE FROM " CHOREO_SCHEMA ".hooks WHERE id OPERATOR(pg_catalog.=) $1",
+	1, {INT8OID}, NULL
+};
+
+/* counts a failed attempt: retry after 1, 2, 4... seconds, or give up */
+static WorkerQuery record_failure = {
+	"UPDATE " CHOREO_SCHEMA ".hooks"
+	"   SET attempts = attempts OPERATOR(pg_catalog.+) 1,"
+	"       last_error = pg_catalog.left($2, $3),"
+	"       next_attempt_at = CASE"
+	"         WHEN attempts OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $4 THEN NULL"
+	"         ELSE pg_catalog.now() OPERATOR(pg_catalog.+)"
+	"              pg_catalog.make_interval(secs => LEAST(2 OPERATOR(pg_catalog.^) attempts, 3600))"
+	"       END"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	4, {INT8OID, TEXTOID, INT4OID, INT4OID}, NULL
+};
+
+static void
+ExecuteWorkerQuery(WorkerQuery *query, Datum *args, int expected)
+{
+	int			rc;
+
+	if (query->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(query->sql, query->nargs, query->argtypes);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare \"%s\": %s", query->sql,
+				 SPI_result_code_string(SPI_result));
+		query->plan = plan;
+	}
+	rc = SPI_execute_plan(query->plan, args, NULL, false, 0);
 	if (rc != expected)
-		elog(ERROR, "could not execute \"%s\": %s", query, SPI_result_code_string(rc));
+		elog(ERROR, "could not execute \"%s\": %s", query->sql,
+			 SPI_result_code_string(rc));
 }
 
 /*
@@ -121,14 +190,7 @@ FindDueHooks(DueHook **due, long *sleep_ms)
 		bool		isnull;
 		Datum		next;
 
-		ExecuteWorkerQuery("SELECT h.id, h.txid FROM " CHOREO_SCHEMA ".hooks h"
-						   " WHERE h.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-						   "   AND NOT EXISTS (SELECT FROM " CHOREO_SCHEMA ".hooks e"
-						   "                    WHERE e.txid OPERATOR(pg_catalog.=) h.txid"
-						   "                      AND e.id OPERATOR(pg_catalog.<) h.id"
-						   "                      AND e.next_attempt_at IS NOT NULL)"
-						   " ORDER BY h.id LIMIT " CppAsString2(DUE_HOOKS_BATCH),
-						   0, NULL, NULL, SPI_OK_SELECT);
+		ExecuteWorkerQuery(&due_hooks, NULL, SPI_OK_SELECT);
 		ndue = (int) SPI_processed;
 		*due = MemoryContextAlloc(cxt, sizeof(DueHook) * Max(ndue, 1));
 		for (int i = 0; i < ndue; i++)
@@ -139,12 +201,7 @@ FindDueHooks(DueHook **due, long *sleep_ms)
 			(*due)[i].group = (uint64) DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
 		}
 
-		ExecuteWorkerQuery("SELECT pg_catalog.ceil(pg_catalog.date_part('epoch',"
-						   "       pg_catalog.min(next_attempt_at) OPERATOR(pg_catalog.-) pg_catalog.now())"
-						   "       OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
-						   "  FROM " CHOREO_SCHEMA ".hooks"
-						   " WHERE next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
-						   0, NULL, NULL, SPI_OK_SELECT);
+		ExecuteWorkerQuery(&next_due, NULL, SPI_OK_SELECT);
 		next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (!isnull)
 			*sleep_ms = Max(1, Min(DatumGetInt64(next), MAX_SLEEP_MS));
@@ -158,7 +215,6 @@ FindDueHooks(DueHook **due, long *sleep_ms)
 static void
 RecordHookFailure(int64 id, const char *message)
 {
-	Oid			argtypes[4] = {INT8OID, TEXTOID, INT4OID, INT4OID};
 	Datum		args[4];
 
 	args[0] = Int64GetDatum(id);
@@ -167,16 +223,7 @@ RecordHookFailure(int64 id, const char *message)
 	args[3] = Int32GetDatum(choreo_hook_max_attempts);
 
 	BeginWorkerTransaction();
-	ExecuteWorkerQuery("UPDATE " CHOREO_SCHEMA ".hooks"
-					   "   SET attempts = attempts OPERATOR(pg_catalog.+) 1,"
-					   "       last_error = pg_catalog.left($2, $3),"
-					   "       next_attempt_at = CASE"
-					   "         WHEN attempts OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $4 THEN NULL"
-					   "         ELSE pg_catalog.now() OPERATOR(pg_catalog.+)"
-					   "              pg_catalog.make_interval(secs => LEAST(2 OPERATOR(pg_catalog.^) attempts, 3600))"
-					   "       END"
-					   " WHERE id OPERATOR(pg_catalog.=) $1",
-					   4, argtypes, args, SPI_OK_UPDATE);
+	ExecuteWorkerQuery(&record_failure, args, SPI_OK_UPDATE);
 	CommitWorkerTransaction();
 }
 
@@ -216,16 +263,10 @@ RunHook(int index, int64 id)
 
 	PG_TRY();
 	{
-		Oid			argtypes[1] = {INT8OID};
 		Datum		args[1] = {Int64GetDatum(id)};
 
 		BeginWorkerTransaction();
-		ExecuteWorkerQuery("SELECT callback::pg_catalog.oid, role::pg_catalog.oid, payload"
-						   "  FROM " CHOREO_SCHEMA ".hooks"
-						   " WHERE id OPERATOR(pg_catalog.=) $1"
-						   "   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-						   "   FOR UPDATE SKIP LOCKED",
-						   1, argtypes, args, SPI_OK_SELECT);
+		ExecuteWorkerQuery(&claim_hook, args, SPI_OK_SELECT);
 		if (SPI_processed == 1)
 		{
 			HeapTuple	row = SPI_tuptable->vals[0];
@@ -246,9 +287,7 @@ RunHook(int index, int64 id)
 			CallHookFunction(callback, isnull ? NULL : DatumGetJsonbPCopy(payload), role);
 			AtEOXact_GUC(false, nestlevel);
 
-			ExecuteWorkerQuery("DELETE FROM " CHOREO_SCHEMA ".hooks"
-							   " WHERE id OPERATOR(pg_catalog.=) $1",
-							   1, argtypes, args, SPI_OK_DELETE);
+			ExecuteWorkerQuery(&delete_hook, args, SPI_OK_DELETE);
 		}
 		CommitWorkerTransaction();
 	}
