@@ -17,8 +17,8 @@ CREATE TABLE choreograph.hooks (
     last_error      text,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX hooks_due ON choreograph.hooks (next_attempt_at, id)
-    WHERE next_attempt_at IS NOT NULL;
+-- the workers look hooks up by id (the primary key, also their order) and
+-- by transaction; each index more is paid by every registration
 CREATE INDEX hooks_transaction ON choreograph.hooks (txid, id);
 COMMENT ON TABLE choreograph.hooks IS 'choreograph: post-commit hooks waiting to run, or failed';
 
@@ -118,3 +118,10 @@ COMMENT ON VIEW choreo_buffers IS 'Buffers and their target tables';
 -- returns nothing when called otherwise); the firing role executes them
 CREATE FUNCTION choreograph.choreo_buffer_rows() RETURNS SETOF record
     AS 'MODULE_PATHNAME', 'choreo_buffer_rows' LANGUAGE C VOLATILE;
+
+-- the outbox is a queue: every row is deleted soon after it is written, so
+-- vacuum it after a fixed number of dead rows, not a fraction of the table
+ALTER TABLE choreograph.hooks SET (autovacuum_vacuum_scale_factor = 0,
+                                   autovacuum_vacuum_threshold = 5000,
+                                   autovacuum_analyze_scale_factor = 0,
+                                   autovacuum_analyze_threshold = 5000);

@@ -23,6 +23,7 @@ char	   *choreo_database = NULL;
 int			choreo_max_workers = 2;
 int			choreo_hook_max_attempts = 5;
 int			choreo_error_max_length = 120;
+bool		choreo_hook_synchronous_commit = false;
 bool		choreo_preloaded = false;
 
 void		_PG_init(void);
@@ -49,6 +50,16 @@ DefineSettings(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("choreograph.hook_synchronous_commit",
+							 "Sets whether the workers wait for each post-commit hook's commit to reach disk.",
+							 "Off, a crash can lose a hook's last moments of work; the hook then "
+							 "runs again, since its outbox row comes back with it.",
+							 &choreo_hook_synchronous_commit,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("choreograph.error_max_length",
 							"Sets how many characters of an error message are kept.",

@@ -29,6 +29,7 @@ extern char *choreo_database;
 extern int	choreo_max_workers;
 extern int	choreo_hook_max_attempts;
 extern int	choreo_error_max_length;
+extern bool choreo_hook_synchronous_commit;
 extern bool choreo_preloaded;	/* loaded through shared_preload_libraries */
 
 /*
@@ -235,7 +236,7 @@ extern const char *StepPhaseName(StepPhase phase);
 
 /* transaction.c: the transaction callbacks all features hang off */
 extern void TransactionCallbacksInit(void);
-extern void WakeWorkersAtCommit(void);
+extern void WakeWorkersAtCommit(uint64 txid);
 
 /* hooks.c: pre-commit and post-commit hooks */
 extern bool PreCommitHooksPending(void);
@@ -273,7 +274,8 @@ extern void BuffersAtEnd(void);
 
 /* shmem.c: state shared with the background workers */
 extern void SharedStateInit(void);
-extern void WorkersWake(void);
+extern void WorkersWake(uint64 txid);
+extern int	CommitQueueTake(uint64 *txids, int max, bool *look_everywhere);
 extern void WorkerSlotAttach(int index);
 extern bool WorkerClaimGroup(int index, uint64 group);
 extern void WorkerSetRunning(int index, int64 hook_id);

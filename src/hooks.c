@@ -458,6 +458,7 @@ choreo_post_commit(PG_FUNCTION_ARGS)
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	ExtensionWrite write;
 	Oid			callback;
+	uint64		txid;
 
 	RequireWorkers();
 	if (PG_ARGISNULL(0))
@@ -469,7 +470,8 @@ choreo_post_commit(PG_FUNCTION_ARGS)
 		!TransactionKeysAdd(&post_commit_keys, PG_GETARG_TEXT_PP(2)))
 		PG_RETURN_VOID();
 
-	args[0] = Int64GetDatum((int64) U64FromFullTransactionId(GetTopFullTransactionId()));
+	txid = U64FromFullTransactionId(GetTopFullTransactionId());
+	args[0] = Int64GetDatum((int64) txid);
 	args[1] = ObjectIdGetDatum(callback);
 	args[2] = ObjectIdGetDatum(GetUserId());
 	if (PG_ARGISNULL(1))
@@ -495,7 +497,7 @@ choreo_post_commit(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not queue post-commit hook");
 	EndExtensionWrite(&write);
 
-	WakeWorkersAtCommit();
+	WakeWorkersAtCommit(txid);
 	PG_RETURN_VOID();
 }
 
@@ -540,6 +542,6 @@ choreo_retry_hook(PG_FUNCTION_ARGS)
 						  1, argtypes, args, SPI_OK_UPDATE);
 	EndExtensionWrite(&write);
 
-	WakeWorkersAtCommit();
+	WakeWorkersAtCommit(0);
 	PG_RETURN_VOID();
 }

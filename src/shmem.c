@@ -28,10 +28,26 @@ typedef struct WorkerSlot
 	uint64		group;			/* transaction whose hooks it runs, 0 for none */
 } WorkerSlot;
 
+/* how many committed transactions the commit queue holds */
+#define COMMIT_QUEUE_SIZE 4096
+
 typedef struct SharedState
 {
 	LWLock	   *lock;
 	int			nworkers;
+
+	/*
+	 * The commit queue: transactions that committed post-commit hooks, so
+	 * that the workers find new hooks by transaction, without looking
+	 * through the outbox (which, being a queue, is mostly dead rows).
+	 * head and tail only grow; when the queue is full, or for work it
+	 * cannot describe (COMMIT PREPARED, retries), look_everywhere is set.
+	 */
+	uint64		queue_head;
+	uint64		queue_tail;
+	bool		look_everywhere;
+	uint64		queue[COMMIT_QUEUE_SIZE];
+
 	WorkerSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } SharedState;
 
@@ -84,17 +100,43 @@ SharedStateInit(void)
 	shmem_startup_hook = SharedStateStartup;
 }
 
-/* Wakes every worker; cheap, and safe to call from a commit callback */
+/*
+ * Tells the workers that a transaction committed post-commit hooks (0: that
+ * there may be work anywhere in the outbox), and wakes them.  Cheap, and
+ * safe to call from a commit callback: it cannot fail.
+ */
 void
-WorkersWake(void)
+WorkersWake(uint64 txid)
 {
 	if (shared == NULL)
 		return;
-	LWLockAcquire(shared->lock, LW_SHARED);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	if (txid == 0 || shared->queue_head - shared->queue_tail >= COMMIT_QUEUE_SIZE)
+		shared->look_everywhere = true;
+	else
+		shared->queue[shared->queue_head++ % COMMIT_QUEUE_SIZE] = txid;
 	for (int i = 0; i < shared->nworkers; i++)
 		if (shared->slots[i].latch != NULL)
 			SetLatch(shared->slots[i].latch);
 	LWLockRelease(shared->lock);
+}
+
+/*
+ * Takes up to max transactions off the commit queue; sets *look_everywhere
+ * (and clears the flag) when the outbox must be looked through.
+ */
+int
+CommitQueueTake(uint64 *txids, int max, bool *look_everywhere)
+{
+	int			n = 0;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	while (n < max && shared->queue_tail < shared->queue_head)
+		txids[n++] = shared->queue[shared->queue_tail++ % COMMIT_QUEUE_SIZE];
+	*look_everywhere = shared->look_everywhere;
+	shared->look_everywhere = false;
+	LWLockRelease(shared->lock);
+	return n;
 }
 
 static void

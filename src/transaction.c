@@ -25,13 +25,23 @@
 /* a bound on rounds of pre-commit work, so that a feedback loop ends */
 #define MAX_PRE_COMMIT_ROUNDS 1000
 
+/* the transaction whose post-commit hooks to announce at commit; 0: none */
+static uint64 announce_at_commit = 0;
 static bool wake_workers_at_commit = false;
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
-/* Asks for the background workers to be woken when this transaction commits */
+/*
+ * Asks for the background workers to be woken when this transaction
+ * commits, and told that transaction txid has hooks for them (0: work
+ * that is not a new transaction's, such as a retry).
+ */
 void
-WakeWorkersAtCommit(void)
+WakeWorkersAtCommit(uint64 txid)
 {
+	if (!wake_workers_at_commit)
+		announce_at_commit = txid;
+	else if (announce_at_commit != txid)
+		announce_at_commit = 0; /* two kinds of work: "look everywhere" */
 	wake_workers_at_commit = true;
 }
 
@@ -69,6 +79,7 @@ ResetTransactionState(void)
 	HooksAtEnd();
 	BuffersAtEnd();
 	wake_workers_at_commit = false;
+	announce_at_commit = 0;
 }
 
 static void
@@ -82,7 +93,7 @@ TransactionCallback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 			if (wake_workers_at_commit)
-				WorkersWake();
+				WorkersWake(announce_at_commit);
 			ResetTransactionState();
 			break;
 		case XACT_EVENT_ABORT:
@@ -141,7 +152,7 @@ ChoreoProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 	if (IsA(parsetree, TransactionStmt) &&
 		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
-		WorkersWake();
+		WorkersWake(0);			/* whose hooks: not known here */
 }
 
 /* Registers the callbacks; called from _PG_init */

@@ -4,16 +4,21 @@
  *
  * choreograph.max_workers workers are registered at startup when the
  * library is preloaded.  Each sleeps on its latch until a transaction that
- * registered hooks commits (transaction.c wakes them) or a retry falls due,
- * then runs the due hooks, each in its own transaction, as the role that
- * registered it: the hook's writes and the deletion of its outbox row
- * commit together, so a hook's effects in the database happen exactly
- * once, whatever crashes.  A failing hook's transaction is rolled back and
- * the failure recorded in a new one, with exponential backoff; the worker
- * itself goes on.  Hooks of one transaction run in registration order: a
- * hook waits until the earlier hooks of its transaction have run (or failed
- * for good), and a worker claims a transaction's hooks (shmem.c) so that no
- * two workers run them at once.
+ * registered hooks commits (transaction.c puts it on the commit queue and
+ * wakes them) or a retry falls due.  New hooks are found by their
+ * transaction, never by looking through the outbox, which being a queue is
+ * mostly dead rows; that look is kept for the start, retries, a full commit
+ * queue and a once-a-minute safety net.
+ *
+ * Each hook runs in its own transaction, as the role that registered it;
+ * the hook's writes and the deletion of its outbox row commit together, so
+ * its effects in the database happen exactly once, whatever crashes.  A
+ * failing hook's transaction is rolled back and the failure recorded in a
+ * new one, with exponential backoff; the worker itself goes on.  Hooks of
+ * one transaction run in registration order: a hook waits until the
+ * earlier hooks of its transaction have run (or failed for good), and a
+ * worker claims a transaction's hooks (shmem.c) so that no two workers run
+ * them at once.
  */
 #include "postgres.h"
 
@@ -34,6 +39,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "choreograph.h"
 
@@ -43,6 +49,9 @@ PGDLLEXPORT void choreo_worker_main(Datum main_arg);
 #define DUE_HOOKS_BATCH 64
 /* the longest sleep, a safety net for wake-ups that cannot be sent */
 #define MAX_SLEEP_MS 60000L
+
+/* set when a failure scheduled a retry: look through the outbox soon */
+static bool retry_scheduled = false;
 
 typedef struct DueHook
 {
@@ -120,18 +129,28 @@ static WorkerQuery next_due = {
 	0, {0}, NULL
 };
 
-/* claims a due hook (another worker may have taken it) */
-static WorkerQuery claim_hook = {
-	"SELECT callback::pg_catalog.oid, role::pg_catalog.oid, payload"
-	"  FROM " CHOREO_SCHEMA ".hooks"
+/*
+ * Takes a due hook out of the outbox, in the transaction that runs it: if
+ * the hook fails, the rollback puts the row back.  (No other worker can be
+ * after the same row: a worker claims a whole transaction's hooks.)
+ */
+static WorkerQuery take_hook = {
+	"DELETE FROM " CHOREO_SCHEMA ".hooks"
 	" WHERE id OPERATOR(pg_catalog.=) $1"
 	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-	"   FOR UPDATE SKIP LOCKED",
+	" RETURNING id, callback::pg_catalog.oid, role::pg_catalog.oid, payload",
 	1, {INT8OID}, NULL
 };
 
-static WorkerQuery delete_hook = {
-	"DELETE FROM " CHOREO_SCHEMA ".hooks WHERE id OPERATOR(pg_catalog.=) $1",
+/* takes the next hook of a transaction, if it is due */
+static WorkerQuery take_next_hook = {
+	"DELETE FROM " CHOREO_SCHEMA ".hooks"
+	" WHERE id OPERATOR(pg_catalog.=) (SELECT id FROM " CHOREO_SCHEMA ".hooks"
+	"                                   WHERE txid OPERATOR(pg_catalog.=) $1"
+	"                                     AND next_attempt_at IS NOT NULL"
+	"                                   ORDER BY id LIMIT 1)"
+	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+	" RETURNING id, callback::pg_catalog.oid, role::pg_catalog.oid, payload",
 	1, {INT8OID}, NULL
 };
 
@@ -149,10 +168,20 @@ static WorkerQuery record_failure = {
 	4, {INT8OID, TEXTOID, INT4OID, INT4OID}, NULL
 };
 
+/*
+ * Runs a worker query.  Plans are prepared once and kept, maybe while the
+ * outbox was nearly empty: sequential scans are turned off for them, so
+ * that a plan made then does not scan a table that has since grown (or
+ * filled with dead rows: the outbox is a queue) row by row.
+ */
 static void
 ExecuteWorkerQuery(WorkerQuery *query, Datum *args, int expected)
 {
 	int			rc;
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 
 	if (query->plan == NULL)
 	{
@@ -164,6 +193,7 @@ ExecuteWorkerQuery(WorkerQuery *query, Datum *args, int expected)
 		query->plan = plan;
 	}
 	rc = SPI_execute_plan(query->plan, args, NULL, false, 0);
+	AtEOXact_GUC(true, nestlevel);
 	if (rc != expected)
 		elog(ERROR, "could not execute \"%s\": %s", query->sql,
 			 SPI_result_code_string(rc));
@@ -201,10 +231,14 @@ FindDueHooks(DueHook **due, long *sleep_ms)
 			(*due)[i].group = (uint64) DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
 		}
 
-		ExecuteWorkerQuery(&next_due, NULL, SPI_OK_SELECT);
-		next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (!isnull)
-			*sleep_ms = Max(1, Min(DatumGetInt64(next), MAX_SLEEP_MS));
+		/* about to sleep: until when? */
+		if (ndue < DUE_HOOKS_BATCH)
+		{
+			ExecuteWorkerQuery(&next_due, NULL, SPI_OK_SELECT);
+			next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			if (!isnull)
+				*sleep_ms = Max(1, Min(DatumGetInt64(next), MAX_SLEEP_MS));
+		}
 	}
 
 	CommitWorkerTransaction();
@@ -250,44 +284,43 @@ CheckHookRunnable(int64 id, Oid callback, Oid role)
 }
 
 /*
- * Runs one hook in its own transaction, deleting its outbox row in the
- * same transaction.  Returns false when there was nothing to run (another
- * worker ran it, or it is no longer due).
+ * Runs one hook in its own transaction, which also deletes its outbox row:
+ * the hook the take query (take_hook or take_next_hook) finds for its
+ * argument.  Returns false when there was none to run.
  */
 static bool
-RunHook(int index, int64 id)
+RunHook(int index, WorkerQuery *take, int64 arg)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ErrorData  *volatile edata = NULL;
-	volatile bool ran = false;
+	volatile int64 id = 0;
 
 	PG_TRY();
 	{
-		Datum		args[1] = {Int64GetDatum(id)};
+		Datum		args[1] = {Int64GetDatum(arg)};
 
 		BeginWorkerTransaction();
-		ExecuteWorkerQuery(&claim_hook, args, SPI_OK_SELECT);
+		ExecuteWorkerQuery(take, args, SPI_OK_DELETE_RETURNING);
 		if (SPI_processed == 1)
 		{
 			HeapTuple	row = SPI_tuptable->vals[0];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
-			Oid			callback = DatumGetObjectId(SPI_getbinval(row, desc, 1, &isnull));
-			Oid			role = DatumGetObjectId(SPI_getbinval(row, desc, 2, &isnull));
-			Datum		payload = SPI_getbinval(row, desc, 3, &isnull);
+			Oid			callback = DatumGetObjectId(SPI_getbinval(row, desc, 2, &isnull));
+			Oid			role = DatumGetObjectId(SPI_getbinval(row, desc, 3, &isnull));
+			bool		no_payload;
+			Datum		payload = SPI_getbinval(row, desc, 4, &no_payload);
 			int			nestlevel;
 
-			ran = true;
+			id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
 			WorkerSetRunning(index, id);
 			pgstat_report_activity(STATE_RUNNING, "choreograph: running a post-commit hook");
 			CheckHookRunnable(id, callback, role);
 
 			/* whatever settings the hook changes, the next hook will not see */
 			nestlevel = NewGUCNestLevel();
-			CallHookFunction(callback, isnull ? NULL : DatumGetJsonbPCopy(payload), role);
+			CallHookFunction(callback, no_payload ? NULL : DatumGetJsonbPCopy(payload), role);
 			AtEOXact_GUC(false, nestlevel);
-
-			ExecuteWorkerQuery(&delete_hook, args, SPI_OK_DELETE);
 		}
 		CommitWorkerTransaction();
 	}
@@ -303,19 +336,39 @@ RunHook(int index, int64 id)
 	WorkerSetRunning(index, 0);
 	if (edata != NULL)
 	{
+		/* a failure before the hook was taken is the worker's own */
+		if (id == 0)
+			ReThrowError(edata);
 		ereport(LOG,
 				(errmsg("choreograph post-commit hook %lld failed: %s",
 						(long long) id, edata->message)));
 		RecordHookFailure(id, edata->message);
-		ran = true;
+		retry_scheduled = true;
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
-	return ran;
+	return id != 0;
 }
 
 /*
- * Runs due hooks until a look at the outbox finds none this worker can
- * run; returns how long to sleep before the next retry falls due.
+ * Runs the hooks of a transaction that just committed, in order, each in a
+ * transaction of its own, until none is left or one must wait for a retry.
+ */
+static void
+RunTransactionHooks(int index, uint64 txid)
+{
+	/* a worker looking through the outbox may be at it already */
+	if (!WorkerClaimGroup(index, txid))
+		return;
+	while (RunHook(index, &take_next_hook, (int64) txid))
+		CHECK_FOR_INTERRUPTS();
+	(void) WorkerClaimGroup(index, 0);
+}
+
+/*
+ * Looks through the outbox and runs due hooks until a look finds none this
+ * worker can run; returns how long to sleep before the next retry falls
+ * due.  Used when the commit queue cannot tell where the work is: at
+ * start, after the queue overflowed, for retries, and once a minute.
  */
 static long
 RunDueHooks(int index, MemoryContext cxt)
@@ -335,7 +388,7 @@ RunDueHooks(int index, MemoryContext cxt)
 			CHECK_FOR_INTERRUPTS();
 			if (!WorkerClaimGroup(index, due[i].group))
 				continue;
-			if (RunHook(index, due[i].id))
+			if (RunHook(index, &take_hook, due[i].id))
 				ran++;
 			(void) WorkerClaimGroup(index, 0);
 		}
@@ -344,12 +397,27 @@ RunDueHooks(int index, MemoryContext cxt)
 	}
 }
 
+/*
+ * Applies choreograph.hook_synchronous_commit to the worker's transactions.
+ * Not waiting for the disk is safe for hooks: a hook's writes and the
+ * deletion of its outbox row are in the same transaction, so a crash that
+ * loses one loses both, and the hook runs again.
+ */
+static void
+ApplyWorkerSettings(void)
+{
+	SetConfigOption("synchronous_commit",
+					choreo_hook_synchronous_commit ? "on" : "off",
+					PGC_SUSET, PGC_S_OVERRIDE);
+}
+
 /* Entry point of each worker */
 void
 choreo_worker_main(Datum main_arg)
 {
 	int			index = DatumGetInt32(main_arg);
 	MemoryContext cxt;
+	TimestampTz next_look = 0;	/* look through the outbox at once */
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -360,12 +428,16 @@ choreo_worker_main(Datum main_arg)
 								ALLOCSET_DEFAULT_SIZES);
 	/* published before the first look, so no commit after it goes unseen */
 	WorkerSlotAttach(index);
+	ApplyWorkerSettings();
 	ereport(LOG,
 			(errmsg("choreograph worker %d started in database \"%s\"",
 					index + 1, choreo_database)));
 
 	for (;;)
 	{
+		uint64		txids[DUE_HOOKS_BATCH];
+		bool		look_everywhere;
+		int			ntxids;
 		long		sleep_ms;
 
 		ResetLatch(MyLatch);
@@ -374,9 +446,29 @@ choreo_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			ApplyWorkerSettings();
 		}
-		sleep_ms = RunDueHooks(index, cxt);
+
+		/* the transactions that committed hooks since the last look */
+		ntxids = CommitQueueTake(txids, DUE_HOOKS_BATCH, &look_everywhere);
+		for (int i = 0; i < ntxids; i++)
+		{
+			MemoryContextReset(cxt);
+			MemoryContextSwitchTo(cxt);
+			RunTransactionHooks(index, txids[i]);
+		}
+
+		if (look_everywhere || retry_scheduled || GetCurrentTimestamp() >= next_look)
+		{
+			retry_scheduled = false;
+			sleep_ms = RunDueHooks(index, cxt);
+			next_look = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sleep_ms);
+		}
+		if (ntxids > 0)
+			continue;			/* the queue may hold more */
+
+		sleep_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_look);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms, PG_WAIT_EXTENSION);
+						 Max(sleep_ms, 1), PG_WAIT_EXTENSION);
 	}
 }
