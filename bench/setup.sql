@@ -129,3 +129,37 @@ CREATE FUNCTION h2_hook() RETURNS void LANGUAGE sql AS $$ INSERT INTO h2_rows DE
 -- scenario measures the buffer's memory, not the WAL)
 CREATE UNLOGGED TABLE b3_events (id bigserial, kind text);
 SELECT choreo_create_buffer('b3', 'b3_events', 1000);
+
+-- R3: a run per row of a 100,000-row table, in one statement; the steps
+-- take the row
+CREATE TABLE r3_rows (id int, x int);
+INSERT INTO r3_rows SELECT g, g % 10 FROM generate_series(1, 100000) g;
+CREATE FUNCTION r3_pre1(r r3_rows) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RETURN r.x >= 0; END $$;
+CREATE FUNCTION r3_pre2(r r3_rows) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RETURN r.x >= 0; END $$;
+CREATE FUNCTION r3_pre3(r r3_rows) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RETURN r.x >= 0; END $$;
+CREATE FUNCTION r3_job1(r r3_rows) RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN r.x + 1; END $$;
+CREATE FUNCTION r3_job2(r r3_rows) RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN r.x + 2; END $$;
+CREATE FUNCTION r3_job3(r r3_rows) RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN r.x + 3; END $$;
+SELECT choreo_add_step('r3', 'one', 'r3_job1(r3_rows)', 'r3_pre1(r3_rows)');
+SELECT choreo_add_step('r3', 'two', 'r3_job2(r3_rows)', 'r3_pre2(r3_rows)');
+SELECT choreo_add_step('r3', 'three', 'r3_job3(r3_rows)', 'r3_pre3(r3_rows)');
+VACUUM ANALYZE r3_rows;
+
+-- B2 baselines with PgQ (Debian package postgresql-15-pgq3): a PL/pgSQL
+-- trigger calling pgq.insert_event, and PgQ's own C trigger pgq.logutriga
+CREATE EXTENSION pgq;
+SELECT pgq.create_queue('b2q');
+CREATE TABLE b2_src_pgq (id int, v text);
+CREATE FUNCTION b2_pgq_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pgq.insert_event('b2q', TG_OP, jsonb_build_object(
+        'op', TG_OP, 'table', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME,
+        'new', CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END,
+        'old', CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END)::text);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER pgq_capture AFTER INSERT OR UPDATE OR DELETE ON b2_src_pgq
+    FOR EACH ROW EXECUTE FUNCTION b2_pgq_trigger();
+CREATE TABLE b2_src_logutriga (id int, v text);
+CREATE TRIGGER logutriga AFTER INSERT OR UPDATE OR DELETE ON b2_src_logutriga
+    FOR EACH ROW EXECUTE FUNCTION pgq.logutriga('b2q');
