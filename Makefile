@@ -10,6 +10,7 @@ OBJS = \
 	src/catalog.o \
 	src/hooks.o \
 	src/jsonb_util.o \
+	src/jsonb_writer.o \
 	src/pipeline_cache.o \
 	src/run.o \
 	src/run_state.o \

@@ -162,3 +162,17 @@ TRUNCATE journal;
 
 -- clean up
 SELECT choreo_drop_pipeline(name) FROM choreograph.pipelines ORDER BY name;
+
+-- reports are jsonb like any other: equal to their text parsed back, and
+-- searchable, also past 32 entries (where jsonb stores offsets)
+SELECT choreo_add_step('wide', 'step_' || lpad(g::text, 2, '0'), 'job_note()', 'pre_data()')
+  FROM generate_series(1, 40) g \g /dev/null
+CREATE TEMP TABLE wide_report AS SELECT choreo_run('wide') AS r;
+SELECT r = r::text::jsonb AS round_trips,
+       r @> '{"steps": [{"step": "step_40", "outcome": "done"}]}' AS contains,
+       jsonb_array_length(r->'steps') AS steps,
+       r->'bag'->'step_39'->'precheck'->>'stock' AS deep_value,
+       (SELECT count(*) FROM jsonb_object_keys(r->'bag')) AS bag_keys
+  FROM wide_report;
+SELECT choreo_drop_pipeline('wide');
+TRUNCATE journal;

@@ -111,3 +111,19 @@ SELECT envelope FROM order_log ORDER BY envelope->>'op';
 
 DROP TABLE customers, orders, order_log CASCADE;
 SELECT choreo_drop_pipeline(name) FROM choreograph.pipelines ORDER BY name;
+
+-- envelopes are jsonb like any other, for every column type
+CREATE TABLE typed_row (i int, b bigint, n numeric(6, 2), t text, v varchar(5), f float8,
+                        ok boolean, d date, j jsonb, a int[], nothing text);
+SELECT choreo_add_step('typed_audit', 'envelope', 'log_envelope(jsonb)');
+CREATE TABLE order_log (order_id int, note text, envelope jsonb);
+CREATE TRIGGER typed_audit AFTER INSERT ON typed_row
+    FOR EACH ROW EXECUTE FUNCTION choreo_trigger('typed_audit');
+INSERT INTO typed_row VALUES (1, 9007199254740993, 12.5, 'x "y"', 'abc', 1.5e300, true,
+                              '2026-11-25', '{"k": [1, {"z": null}]}', '{1,2}', NULL);
+SELECT envelope->'new' AS new_row,
+       envelope = envelope::text::jsonb AS round_trips,
+       envelope->'new' = (SELECT to_jsonb(r.*) FROM typed_row r) AS same_as_to_jsonb
+  FROM order_log;
+DROP TABLE typed_row, order_log;
+SELECT choreo_drop_pipeline('typed_audit');

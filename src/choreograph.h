@@ -11,7 +11,10 @@
 
 #include "postgres.h"
 
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
@@ -118,14 +121,36 @@ extern Jsonb *DatumToJsonb(Datum value, bool isnull, Oid type);
 extern void DatumToJsonbValue(Datum value, bool isnull, Oid type,
 							  JsonbValue *out, MemoryContext cxt);
 extern void JsonbToValue(Jsonb *jsonb, JsonbValue *out);
-extern Jsonb *JsonbNull(void);
-extern JsonbValue JsonbStringValue(const char *str);
-extern JsonbValue *JsonbObjectNew(int npairs);
-extern void JsonbObjectAdd(JsonbValue *object, const char *key, JsonbValue value);
-extern JsonbValue *JsonbArrayNew(int nelems);
-extern void JsonbArrayAdd(JsonbValue *array, JsonbValue value);
-extern Jsonb *JsonbTreeToJsonb(JsonbValue *tree);
 extern int	JsonbKeyCompare(const char *a, const char *b);
+
+/* jsonb_writer.c: writing jsonb documents in one pass */
+#define JSONB_WRITER_MAX_DEPTH 8
+
+typedef struct JsonbWriterLevel
+{
+	int			base;			/* where the container starts (before padding) */
+	int			jentries;		/* where its JEntry array starts */
+	int			count;			/* JEntries (an object has two per pair) */
+	int			index;			/* the next one to fill */
+	uint32		totallen;		/* length of the children written so far */
+} JsonbWriterLevel;
+
+typedef struct JsonbWriter
+{
+	StringInfoData buf;			/* the document, varlena header first */
+	int			depth;
+	JsonbWriterLevel levels[JSONB_WRITER_MAX_DEPTH];
+} JsonbWriter;
+
+extern void JsonbWriterInit(JsonbWriter *writer);
+extern void JsonbWriterBeginObject(JsonbWriter *writer, int npairs);
+extern void JsonbWriterBeginArray(JsonbWriter *writer, int nelems);
+extern void JsonbWriterEnd(JsonbWriter *writer);
+extern void JsonbWriterString(JsonbWriter *writer, const char *str, int len);
+extern void JsonbWriterCString(JsonbWriter *writer, const char *str);
+extern void JsonbWriterNull(JsonbWriter *writer);
+extern void JsonbWriterValue(JsonbWriter *writer, JsonbValue *value);
+extern Jsonb *JsonbWriterFinish(JsonbWriter *writer);
 
 /* How rows of one tuple descriptor are rendered as jsonb objects */
 typedef struct RowJsonbLayout
@@ -136,10 +161,7 @@ typedef struct RowJsonbLayout
 } RowJsonbLayout;
 
 extern RowJsonbLayout *RowJsonbLayoutFor(TupleDesc desc, MemoryContext cxt);
-extern JsonbValue RowToJsonbValue(RowJsonbLayout *layout, HeapTuple tuple);
-extern void PushJsonbDatum(JsonbParseState **state, JsonbIteratorToken seq, Jsonb *value);
-extern void PushJsonbCString(JsonbParseState **state, JsonbIteratorToken seq, const char *str);
-extern void PushJsonbNull(JsonbParseState **state, JsonbIteratorToken seq);
+extern void JsonbWriterRow(JsonbWriter *writer, RowJsonbLayout *layout, HeapTuple tuple);
 
 /* run.c */
 /*

@@ -9,10 +9,7 @@
  * the call expression, so we keep, per type, a FmgrInfo whose fn_expr
  * carries a dummy argument of that type.
  *
- * Documents built on hot paths (a run's report, bag and envelopes) are
- * assembled as JsonbValue trees whose object keys are added already in
- * jsonb's order (shorter keys first, then bytewise) and serialized once:
- * this avoids pushJsonbValue's per-object sort and copying.
+ * Documents built on hot paths are written directly (jsonb_writer.c).
  */
 #include "postgres.h"
 
@@ -80,7 +77,7 @@ ConverterFor(Oid type)
 }
 
 /* The jsonb value null, built once per backend and shared (never freed) */
-Jsonb *
+static Jsonb *
 JsonbNull(void)
 {
 	if (jsonb_null == NULL)
@@ -235,193 +232,30 @@ RowJsonbLayoutFor(TupleDesc desc, MemoryContext cxt)
 }
 
 /*
- * Renders a row as to_jsonb(row) would, as a tree (in the current memory
- * context): keys already in jsonb order, common types converted directly,
- * so that no sort and no output/input round trip is needed.
+ * Writes a row as to_jsonb(row) would render it: keys already in jsonb
+ * order, common types converted directly, others through to_jsonb.
  */
-JsonbValue
-RowToJsonbValue(RowJsonbLayout *layout, HeapTuple tuple)
+void
+JsonbWriterRow(JsonbWriter *writer, RowJsonbLayout *layout, HeapTuple tuple)
 {
 	TupleDesc	desc = layout->desc;
-	JsonbValue *object = JsonbObjectNew(layout->nattrs);
+	Datum	   *values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
 
+	heap_deform_tuple(tuple, desc, values, nulls);
+	JsonbWriterBeginObject(writer, layout->nattrs);
+	for (int k = 0; k < layout->nattrs; k++)
+		JsonbWriterCString(writer, NameStr(TupleDescAttr(desc, layout->order[k])->attname));
 	for (int k = 0; k < layout->nattrs; k++)
 	{
-		Form_pg_attribute attr = TupleDescAttr(desc, layout->order[k]);
+		int			i = layout->order[k];
 		JsonbValue	value;
-		bool		isnull;
-		Datum		datum = heap_getattr(tuple, attr->attnum, desc, &isnull);
 
-		DatumToJsonbValue(datum, isnull, attr->atttypid, &value, CurrentMemoryContext);
-		JsonbObjectAdd(object, NameStr(attr->attname), value);
+		DatumToJsonbValue(values[i], nulls[i], TupleDescAttr(desc, i)->atttypid,
+						  &value, CurrentMemoryContext);
+		JsonbWriterValue(writer, &value);
 	}
-	return *object;
-}
-
-/* A jsonb string value (pointing to str, which must outlive the value) */
-JsonbValue
-JsonbStringValue(const char *str)
-{
-	JsonbValue	v;
-
-	v.type = jbvString;
-	v.val.string.val = (char *) str;
-	v.val.string.len = strlen(str);
-	return v;
-}
-
-/* A new, empty object with room for npairs pairs */
-JsonbValue *
-JsonbObjectNew(int npairs)
-{
-	JsonbValue *object = palloc(sizeof(JsonbValue));
-
-	object->type = jbvObject;
-	object->val.object.nPairs = 0;
-	object->val.object.pairs = palloc(sizeof(JsonbPair) * Max(npairs, 1));
-	return object;
-}
-
-/*
- * Adds a pair to an object made by JsonbObjectNew.  Keys must come in
- * jsonb's order (shorter first, then bytewise) and be unique: the tree is
- * serialized as is.
- */
-void
-JsonbObjectAdd(JsonbValue *object, const char *key, JsonbValue value)
-{
-	JsonbPair  *pair = &object->val.object.pairs[object->val.object.nPairs];
-
-	Assert(object->val.object.nPairs == 0 ||
-		   JsonbKeyCompare(pair[-1].key.val.string.val, key) < 0);
-	pair->key = JsonbStringValue(key);
-	pair->value = value;
-	pair->order = object->val.object.nPairs++;
-}
-
-/* A new, empty array with room for nelems elements */
-JsonbValue *
-JsonbArrayNew(int nelems)
-{
-	JsonbValue *array = palloc(sizeof(JsonbValue));
-
-	array->type = jbvArray;
-	array->val.array.nElems = 0;
-	array->val.array.rawScalar = false;
-	array->val.array.elems = palloc(sizeof(JsonbValue) * Max(nelems, 1));
-	return array;
-}
-
-void
-JsonbArrayAdd(JsonbValue *array, JsonbValue value)
-{
-	array->val.array.elems[array->val.array.nElems++] = value;
-}
-
-/*
- * Turns a jbvBinary value (a container inside some jsonb document) into a
- * tree of JsonbValues, which is what serialization takes.
- */
-static void
-ExpandContainer(JsonbValue *value)
-{
-	JsonbIterator *it = JsonbIteratorInit(value->val.binary.data);
-	JsonbValue	v;
-	JsonbIteratorToken token;
-
-	check_stack_depth();
-	token = JsonbIteratorNext(&it, &v, true);
-	if (token == WJB_BEGIN_ARRAY)
-	{
-		JsonbValue *array = JsonbArrayNew(v.val.array.nElems);
-
-		array->val.array.rawScalar = v.val.array.rawScalar;
-		while ((token = JsonbIteratorNext(&it, &v, true)) == WJB_ELEM)
-		{
-			if (v.type == jbvBinary)
-				ExpandContainer(&v);
-			JsonbArrayAdd(array, v);
-		}
-		*value = *array;
-	}
-	else
-	{
-		JsonbValue *object = JsonbObjectNew(v.val.object.nPairs);
-
-		Assert(token == WJB_BEGIN_OBJECT);
-		while ((token = JsonbIteratorNext(&it, &v, true)) == WJB_KEY)
-		{
-			JsonbPair  *pair = &object->val.object.pairs[object->val.object.nPairs];
-
-			pair->key = v;
-			token = JsonbIteratorNext(&it, &pair->value, true);
-			Assert(token == WJB_VALUE);
-			if (pair->value.type == jbvBinary)
-				ExpandContainer(&pair->value);
-			pair->order = object->val.object.nPairs++;
-		}
-		*value = *object;
-	}
-}
-
-/* Expands every container value found in a tree, in place */
-static void
-ExpandTree(JsonbValue *value)
-{
-	switch (value->type)
-	{
-		case jbvBinary:
-			ExpandContainer(value);
-			break;
-		case jbvArray:
-			for (int i = 0; i < value->val.array.nElems; i++)
-				ExpandTree(&value->val.array.elems[i]);
-			break;
-		case jbvObject:
-			for (int i = 0; i < value->val.object.nPairs; i++)
-				ExpandTree(&value->val.object.pairs[i].value);
-			break;
-		default:
-			break;
-	}
-}
-
-/*
- * Serializes a tree built with the functions above (it may hold jbvBinary
- * values anywhere) into a jsonb document in the current memory context.
- */
-Jsonb *
-JsonbTreeToJsonb(JsonbValue *tree)
-{
-	ExpandTree(tree);
-	return JsonbValueToJsonb(tree);
-}
-
-/* Adds a jsonb value to an object or array being built with pushJsonbValue */
-void
-PushJsonbDatum(JsonbParseState **state, JsonbIteratorToken seq, Jsonb *value)
-{
-	JsonbValue	v;
-
-	JsonbToValue(value, &v);
-	pushJsonbValue(state, seq, &v);
-}
-
-/* Adds a string (a key or a value) to an object or array being built */
-void
-PushJsonbCString(JsonbParseState **state, JsonbIteratorToken seq, const char *str)
-{
-	JsonbValue	v = JsonbStringValue(str);
-
-	pushJsonbValue(state, seq, &v);
-}
-
-/* Adds a null to an object or array being built */
-void
-PushJsonbNull(JsonbParseState **state, JsonbIteratorToken seq)
-{
-	JsonbValue	v;
-
-	v.type = jbvNull;
-	pushJsonbValue(state, seq, &v);
+	JsonbWriterEnd(writer);
+	pfree(values);
+	pfree(nulls);
 }

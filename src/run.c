@@ -489,15 +489,61 @@ RunPipeline(const char *pipeline_name, RunInput *input, bool try_only,
 	return report;
 }
 
+/*
+ * What a choreo_run call site keeps from call to call (in fn_extra): the
+ * pipeline name it was last called with, and its input's type, so that a
+ * run per row neither converts the name nor looks the type up again.
+ */
+typedef struct RunCallCache
+{
+	char	   *name;
+	int			len;
+	Oid			input_type;
+} RunCallCache;
+
+/* The pipeline name of a call, as a C string (cached per call site) */
+static char *
+PipelineNameOf(FunctionCallInfo fcinfo, RunCallCache *cache)
+{
+	if (!PG_ARGISNULL(0))
+	{
+		text	   *name = PG_GETARG_TEXT_PP(0);
+		int			len = VARSIZE_ANY_EXHDR(name);
+
+		if (cache->name != NULL && len == cache->len &&
+			memcmp(cache->name, VARDATA_ANY(name), len) == 0)
+			return cache->name;
+	}
+	if (cache->name != NULL)
+		pfree(cache->name);
+	cache->name = NULL;			/* in case NameArgument raises */
+	cache->name = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt,
+									  NameArgument(fcinfo, 0, "pipeline"));
+	cache->len = strlen(cache->name);
+	return cache->name;
+}
+
+/* The call site cache of a choreo_run or choreo_try_run call */
+static RunCallCache *
+CallCacheOf(FunctionCallInfo fcinfo)
+{
+	if (fcinfo->flinfo->fn_extra == NULL)
+		fcinfo->flinfo->fn_extra = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt,
+														  sizeof(RunCallCache));
+	return (RunCallCache *) fcinfo->flinfo->fn_extra;
+}
+
 /* The input of a choreo_run(pipeline, input) call */
 static void
-InputFromCall(FunctionCallInfo fcinfo, RunInput *input)
+InputFromCall(FunctionCallInfo fcinfo, RunCallCache *cache, RunInput *input)
 {
 	memset(input, 0, sizeof(RunInput));
 	if (PG_NARGS() < 2)
 		return;					/* a run without input */
 
-	input->type = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	if (!OidIsValid(cache->input_type))
+		cache->input_type = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	input->type = cache->input_type;
 	if (!OidIsValid(input->type))
 		ereport(ERROR,
 				(errcode(ERRCODE_INDETERMINATE_DATATYPE),
@@ -513,10 +559,11 @@ PG_FUNCTION_INFO_V1(choreo_run);
 Datum
 choreo_run(PG_FUNCTION_ARGS)
 {
-	char	   *pipeline = NameArgument(fcinfo, 0, "pipeline");
+	RunCallCache *cache = CallCacheOf(fcinfo);
+	char	   *pipeline = PipelineNameOf(fcinfo, cache);
 	RunInput	input;
 
-	InputFromCall(fcinfo, &input);
+	InputFromCall(fcinfo, cache, &input);
 	PG_RETURN_JSONB_P(RunPipeline(pipeline, &input, false, true));
 }
 
@@ -526,10 +573,11 @@ PG_FUNCTION_INFO_V1(choreo_try_run);
 Datum
 choreo_try_run(PG_FUNCTION_ARGS)
 {
-	char	   *pipeline = NameArgument(fcinfo, 0, "pipeline");
+	RunCallCache *cache = CallCacheOf(fcinfo);
+	char	   *pipeline = PipelineNameOf(fcinfo, cache);
 	RunInput	input;
 
-	InputFromCall(fcinfo, &input);
+	InputFromCall(fcinfo, cache, &input);
 	PG_RETURN_JSONB_P(RunPipeline(pipeline, &input, true, true));
 }
 

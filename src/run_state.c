@@ -164,58 +164,67 @@ RunRecordError(Run *run, int step, StepPhase phase, int sqlerrcode,
 	MemoryContextSwitchTo(old);
 }
 
-/* A string value copied into the current memory context */
-static JsonbValue
-StringValue(const char *str)
+/* Writes a string, or null */
+static void
+WriteStringOrNull(JsonbWriter *writer, const char *str)
 {
-	return JsonbStringValue(pstrdup(str));
-}
-
-/* A string value, or null */
-static JsonbValue
-StringOrNullValue(const char *str)
-{
-	JsonbValue	v;
-
 	if (str != NULL)
-		return JsonbStringValue(str);
-	v.type = jbvNull;
-	return v;
+		JsonbWriterCString(writer, str);
+	else
+		JsonbWriterNull(writer);
 }
 
 /*
- * The bag of a run as a tree: {"step": {"job": ..., "precheck": ...}} for
- * the steps that left data, keys in jsonb order.
+ * Writes the bag of a run: {"step": {"job": ..., "precheck": ...}} for the
+ * steps that left data, keys in jsonb order.
  */
-static JsonbValue *
-BagTree(Run *run)
+static void
+WriteBag(JsonbWriter *writer, Run *run)
 {
 	Pipeline   *pipeline = run->pipeline;
-	JsonbValue *bag = JsonbObjectNew(pipeline->nsteps);
+	int			nentries = 0;
 
+	for (int i = 0; i < pipeline->nsteps; i++)
+		if (run->results[i].has_precheck_data || run->results[i].has_job_data)
+			nentries++;
+
+	JsonbWriterBeginObject(writer, nentries);
 	for (int k = 0; k < pipeline->nsteps; k++)
 	{
 		int			i = pipeline->key_order[k];
-		StepResult *result = &run->results[i];
-		JsonbValue *entry;
+
+		if (run->results[i].has_precheck_data || run->results[i].has_job_data)
+			JsonbWriterCString(writer, pipeline->steps[i].name);
+	}
+	for (int k = 0; k < pipeline->nsteps; k++)
+	{
+		StepResult *result = &run->results[pipeline->key_order[k]];
 
 		if (!result->has_precheck_data && !result->has_job_data)
 			continue;
-		entry = JsonbObjectNew(2);
+		JsonbWriterBeginObject(writer, result->has_job_data + result->has_precheck_data);
 		if (result->has_job_data)
-			JsonbObjectAdd(entry, "job", result->job_data);
+			JsonbWriterString(writer, "job", 3);
 		if (result->has_precheck_data)
-			JsonbObjectAdd(entry, "precheck", result->precheck_data);
-		JsonbObjectAdd(bag, pipeline->steps[i].name, *entry);
+			JsonbWriterString(writer, "precheck", 8);
+		if (result->has_job_data)
+			JsonbWriterValue(writer, &result->job_data);
+		if (result->has_precheck_data)
+			JsonbWriterValue(writer, &result->precheck_data);
+		JsonbWriterEnd(writer);
 	}
-	return bag;
+	JsonbWriterEnd(writer);
 }
 
 /* Returns the bag of a run as a jsonb object, in the current context */
 Jsonb *
 RunBuildBag(Run *run)
 {
-	return JsonbTreeToJsonb(BagTree(run));
+	JsonbWriter writer;
+
+	JsonbWriterInit(&writer);
+	WriteBag(&writer, run);
+	return JsonbWriterFinish(&writer);
 }
 
 /* Returns the report of a finished run, in the current memory context */
@@ -223,43 +232,55 @@ Jsonb *
 RunBuildReport(Run *run)
 {
 	Pipeline   *pipeline = run->pipeline;
-	JsonbValue *report = JsonbObjectNew(5);
-	JsonbValue *steps = JsonbArrayNew(pipeline->nsteps);
-	JsonbValue *errors = JsonbArrayNew(list_length(run->errors));
+	JsonbWriter writer;
 	ListCell   *lc;
 
+	/* keys in jsonb order: by length, then bytewise */
+	JsonbWriterInit(&writer);
+	JsonbWriterBeginObject(&writer, 5);
+	JsonbWriterString(&writer, "bag", 3);
+	JsonbWriterString(&writer, "steps", 5);
+	JsonbWriterString(&writer, "errors", 6);
+	JsonbWriterString(&writer, "status", 6);
+	JsonbWriterString(&writer, "pipeline", 8);
+
+	WriteBag(&writer, run);
+
+	JsonbWriterBeginArray(&writer, pipeline->nsteps);
 	for (int i = 0; i < pipeline->nsteps; i++)
 	{
-		JsonbValue *step = JsonbObjectNew(2);
-
-		JsonbObjectAdd(step, "step", JsonbStringValue(pipeline->steps[i].name));
-		JsonbObjectAdd(step, "outcome",
-					   JsonbStringValue(outcome_names[run->results[i].outcome]));
-		JsonbArrayAdd(steps, *step);
+		JsonbWriterBeginObject(&writer, 2);
+		JsonbWriterString(&writer, "step", 4);
+		JsonbWriterString(&writer, "outcome", 7);
+		JsonbWriterCString(&writer, pipeline->steps[i].name);
+		JsonbWriterCString(&writer, outcome_names[run->results[i].outcome]);
+		JsonbWriterEnd(&writer);
 	}
+	JsonbWriterEnd(&writer);
 
+	JsonbWriterBeginArray(&writer, list_length(run->errors));
 	foreach(lc, run->errors)
 	{
 		RunError   *error = lfirst(lc);
-		JsonbValue *entry = JsonbObjectNew(4);
 
-		JsonbObjectAdd(entry, "step",
-					   StringOrNullValue(error->step >= 0 ?
-										 pipeline->steps[error->step].name : NULL));
-		JsonbObjectAdd(entry, "phase", StringOrNullValue(StepPhaseName(error->phase)));
-		JsonbObjectAdd(entry, "message", JsonbStringValue(error->message));
-		/* unpack_sql_state() reuses a static buffer: copy it */
-		JsonbObjectAdd(entry, "sqlstate", StringValue(unpack_sql_state(error->sqlerrcode)));
-		JsonbArrayAdd(errors, *entry);
+		JsonbWriterBeginObject(&writer, 4);
+		JsonbWriterString(&writer, "step", 4);
+		JsonbWriterString(&writer, "phase", 5);
+		JsonbWriterString(&writer, "message", 7);
+		JsonbWriterString(&writer, "sqlstate", 8);
+		WriteStringOrNull(&writer, error->step >= 0 ?
+						  pipeline->steps[error->step].name : NULL);
+		WriteStringOrNull(&writer, StepPhaseName(error->phase));
+		JsonbWriterCString(&writer, error->message);
+		JsonbWriterCString(&writer, unpack_sql_state(error->sqlerrcode));
+		JsonbWriterEnd(&writer);
 	}
+	JsonbWriterEnd(&writer);
 
-	/* keys in jsonb order: by length, then bytewise */
-	JsonbObjectAdd(report, "bag", *BagTree(run));
-	JsonbObjectAdd(report, "steps", *steps);
-	JsonbObjectAdd(report, "errors", *errors);
-	JsonbObjectAdd(report, "status", JsonbStringValue(status_names[run->status]));
-	JsonbObjectAdd(report, "pipeline", JsonbStringValue(pipeline->name));
-	return JsonbTreeToJsonb(report);
+	JsonbWriterCString(&writer, status_names[run->status]);
+	JsonbWriterCString(&writer, pipeline->name);
+	JsonbWriterEnd(&writer);
+	return JsonbWriterFinish(&writer);
 }
 
 /* Finds a step of a run's pipeline by name; -1 when there is none */

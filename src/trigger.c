@@ -78,28 +78,26 @@ EnvelopeCacheFor(FmgrInfo *flinfo, Relation rel)
 	return cache;
 }
 
-/* A row as an object, or null */
-static JsonbValue
-RowValue(EnvelopeCache *cache, HeapTuple tuple)
+/* Writes a row as an object, or null */
+static void
+WriteRow(JsonbWriter *writer, EnvelopeCache *cache, HeapTuple tuple)
 {
-	JsonbValue	v;
-
 	if (tuple != NULL)
-		return RowToJsonbValue(cache->layout, tuple);
-	v.type = jbvNull;
-	return v;
+		JsonbWriterRow(writer, cache->layout, tuple);
+	else
+		JsonbWriterNull(writer);
 }
 
 /*
- * The envelope {"op", "table", "new", "old"} of a trigger call, built as a
- * tree with its keys in jsonb order and serialized once.  flinfo (the
- * trigger's call info) caches what does not change from row to row.
+ * The envelope {"op", "table", "new", "old"} of a trigger call, written in
+ * one pass.  flinfo (the trigger's call info) caches what does not change
+ * from row to row.
  */
 Jsonb *
 TriggerEnvelope(TriggerData *trigdata, FmgrInfo *flinfo)
 {
 	EnvelopeCache *cache = EnvelopeCacheFor(flinfo, trigdata->tg_relation);
-	JsonbValue *envelope = JsonbObjectNew(4);
+	JsonbWriter writer;
 	HeapTuple	newrow = NULL;
 	HeapTuple	oldrow = NULL;
 
@@ -113,11 +111,19 @@ TriggerEnvelope(TriggerData *trigdata, FmgrInfo *flinfo)
 	else
 		oldrow = trigdata->tg_trigtuple;
 
-	JsonbObjectAdd(envelope, "op", JsonbStringValue(TriggerOperation(trigdata)));
-	JsonbObjectAdd(envelope, "new", RowValue(cache, newrow));
-	JsonbObjectAdd(envelope, "old", RowValue(cache, oldrow));
-	JsonbObjectAdd(envelope, "table", JsonbStringValue(cache->table));
-	return JsonbTreeToJsonb(envelope);
+	/* keys in jsonb order: by length, then bytewise */
+	JsonbWriterInit(&writer);
+	JsonbWriterBeginObject(&writer, 4);
+	JsonbWriterString(&writer, "op", 2);
+	JsonbWriterString(&writer, "new", 3);
+	JsonbWriterString(&writer, "old", 3);
+	JsonbWriterString(&writer, "table", 5);
+	JsonbWriterCString(&writer, TriggerOperation(trigdata));
+	WriteRow(&writer, cache, newrow);
+	WriteRow(&writer, cache, oldrow);
+	JsonbWriterCString(&writer, cache->table);
+	JsonbWriterEnd(&writer);
+	return JsonbWriterFinish(&writer);
 }
 
 PG_FUNCTION_INFO_V1(choreo_trigger);

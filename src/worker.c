@@ -107,16 +107,20 @@ typedef struct WorkerQuery
 	SPIPlanPtr	plan;
 } WorkerQuery;
 
-/* the oldest due hooks whose transaction has no earlier hook waiting */
+/*
+ * The oldest due hooks after a given id whose transaction has no earlier
+ * hook waiting (a look through the outbox moves on from batch to batch)
+ */
 static WorkerQuery due_hooks = {
 	"SELECT h.id, h.txid FROM " CHOREO_SCHEMA ".hooks h"
-	" WHERE h.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+	" WHERE h.id OPERATOR(pg_catalog.>) $1"
+	"   AND h.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 	"   AND NOT EXISTS (SELECT FROM " CHOREO_SCHEMA ".hooks e"
 	"                    WHERE e.txid OPERATOR(pg_catalog.=) h.txid"
 	"                      AND e.id OPERATOR(pg_catalog.<) h.id"
 	"                      AND e.next_attempt_at IS NOT NULL)"
 	" ORDER BY h.id LIMIT " CppAsString2(DUE_HOOKS_BATCH),
-	0, {0}, NULL
+	1, {INT8OID}, NULL
 };
 
 /* milliseconds until the next retry falls due */
@@ -130,19 +134,11 @@ static WorkerQuery next_due = {
 };
 
 /*
- * Takes a due hook out of the outbox, in the transaction that runs it: if
- * the hook fails, the rollback puts the row back.  (No other worker can be
- * after the same row: a worker claims a whole transaction's hooks.)
+ * Takes the next waiting hook of a transaction out of the outbox, if it is
+ * due, in the transaction that runs it: if the hook fails, the rollback
+ * puts the row back.  (No other worker can be after the same row: a worker
+ * claims a whole transaction's hooks.)
  */
-static WorkerQuery take_hook = {
-	"DELETE FROM " CHOREO_SCHEMA ".hooks"
-	" WHERE id OPERATOR(pg_catalog.=) $1"
-	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-	" RETURNING id, callback::pg_catalog.oid, role::pg_catalog.oid, payload",
-	1, {INT8OID}, NULL
-};
-
-/* takes the next hook of a transaction, if it is due */
 static WorkerQuery take_next_hook = {
 	"DELETE FROM " CHOREO_SCHEMA ".hooks"
 	" WHERE id OPERATOR(pg_catalog.=) (SELECT id FROM " CHOREO_SCHEMA ".hooks"
@@ -205,7 +201,7 @@ ExecuteWorkerQuery(WorkerQuery *query, Datum *args, int expected)
  * Returns how many, and sets *sleep_ms to the time until the next retry.
  */
 static int
-FindDueHooks(DueHook **due, long *sleep_ms)
+FindDueHooks(int64 after, DueHook **due, long *sleep_ms)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	int			ndue = 0;
@@ -220,7 +216,9 @@ FindDueHooks(DueHook **due, long *sleep_ms)
 		bool		isnull;
 		Datum		next;
 
-		ExecuteWorkerQuery(&due_hooks, NULL, SPI_OK_SELECT);
+		Datum		args[1] = {Int64GetDatum(after)};
+
+		ExecuteWorkerQuery(&due_hooks, args, SPI_OK_SELECT);
 		ndue = (int) SPI_processed;
 		*due = MemoryContextAlloc(cxt, sizeof(DueHook) * Max(ndue, 1));
 		for (int i = 0; i < ndue; i++)
@@ -284,12 +282,12 @@ CheckHookRunnable(int64 id, Oid callback, Oid role)
 }
 
 /*
- * Runs one hook in its own transaction, which also deletes its outbox row:
- * the hook the take query (take_hook or take_next_hook) finds for its
- * argument.  Returns false when there was none to run.
+ * Runs the next waiting hook of a transaction, if due, in a transaction of
+ * its own which also deletes its outbox row.  Returns false when there was
+ * none to run.
  */
 static bool
-RunHook(int index, WorkerQuery *take, int64 arg)
+RunNextHook(int index, uint64 txid)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ErrorData  *volatile edata = NULL;
@@ -297,10 +295,10 @@ RunHook(int index, WorkerQuery *take, int64 arg)
 
 	PG_TRY();
 	{
-		Datum		args[1] = {Int64GetDatum(arg)};
+		Datum		args[1] = {Int64GetDatum((int64) txid)};
 
 		BeginWorkerTransaction();
-		ExecuteWorkerQuery(take, args, SPI_OK_DELETE_RETURNING);
+		ExecuteWorkerQuery(&take_next_hook, args, SPI_OK_DELETE_RETURNING);
 		if (SPI_processed == 1)
 		{
 			HeapTuple	row = SPI_tuptable->vals[0];
@@ -356,10 +354,10 @@ RunHook(int index, WorkerQuery *take, int64 arg)
 static void
 RunTransactionHooks(int index, uint64 txid)
 {
-	/* a worker looking through the outbox may be at it already */
+	/* another worker may be at it already */
 	if (!WorkerClaimGroup(index, txid))
 		return;
-	while (RunHook(index, &take_next_hook, (int64) txid))
+	while (RunNextHook(index, txid))
 		CHECK_FOR_INTERRUPTS();
 	(void) WorkerClaimGroup(index, 0);
 }
@@ -373,26 +371,25 @@ RunTransactionHooks(int index, uint64 txid)
 static long
 RunDueHooks(int index, MemoryContext cxt)
 {
+	int64		after = 0;
+	long		sleep_ms;
+
 	for (;;)
 	{
 		DueHook    *due = NULL;
-		long		sleep_ms;
 		int			ndue;
-		int			ran = 0;
 
 		MemoryContextReset(cxt);
 		MemoryContextSwitchTo(cxt);
-		ndue = FindDueHooks(&due, &sleep_ms);
+		ndue = FindDueHooks(after, &due, &sleep_ms);
 		for (int i = 0; i < ndue; i++)
 		{
 			CHECK_FOR_INTERRUPTS();
-			if (!WorkerClaimGroup(index, due[i].group))
-				continue;
-			if (RunHook(index, &take_hook, due[i].id))
-				ran++;
-			(void) WorkerClaimGroup(index, 0);
+			/* the first waiting hook of its transaction: run them all */
+			RunTransactionHooks(index, due[i].group);
+			after = due[i].id;
 		}
-		if (ran == 0)
+		if (ndue < DUE_HOOKS_BATCH)
 			return sleep_ms;
 	}
 }
