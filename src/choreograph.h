@@ -83,11 +83,15 @@ typedef struct Pipeline
 	int			nsteps;
 	PipelineStep *steps;
 	int		   *key_order;		/* step indexes in jsonb key order, for the bag */
+	JsonbValue *step_entries;	/* per step and outcome, its report entry */
 	int			pins;
 	bool		stale;			/* no longer in the cache; free at last unpin */
 	Oid			acl_checked_user;	/* role whose EXECUTE rights were checked */
 	uint64		acl_checked_generation;
 } Pipeline;
+
+/* how many outcomes a step can have (StepOutcome) */
+#define NUM_STEP_OUTCOMES 5
 
 /* pipeline_cache.c */
 extern void PipelineCacheInit(void);
@@ -254,6 +258,7 @@ extern void RunRecordError(Run *run, int step, StepPhase phase,
 						   int sqlerrcode, const char *message);
 extern Jsonb *RunBuildBag(Run *run);
 extern Jsonb *RunBuildReport(Run *run);
+extern JsonbValue *BuildStepEntries(Pipeline *pipeline);
 extern const char *StepPhaseName(StepPhase phase);
 
 /* transaction.c: the transaction callbacks all features hang off */

@@ -275,6 +275,7 @@ LoadPipeline(const char *name)
 		pipeline->key_order[i] = i;
 	qsort_arg(pipeline->key_order, pipeline->nsteps, sizeof(int),
 			  CompareStepKeys, pipeline);
+	pipeline->step_entries = BuildStepEntries(pipeline);
 	MemoryContextSwitchTo(old);
 
 	/* remember which tables to watch */
