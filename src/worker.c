@@ -240,6 +240,7 @@ FindDueHooks(int64 after, DueHook **due, long *sleep_ms)
 	}
 
 	CommitWorkerTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
 	return ndue;
 }
 
