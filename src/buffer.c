@@ -442,8 +442,8 @@ BuildItem(PendingBuffer *buffer, Jsonb *json)
 	values = palloc(sizeof(JsonbValue) * Max(JB_ROOT_COUNT(json), 1));
 	columns = palloc(sizeof(int) * Max(JB_ROOT_COUNT(json), 1));
 	it = JsonbIteratorInit(&json->root);
-	token = JsonbIteratorNext(&it, &key, true);
-	Assert(token == WJB_BEGIN_OBJECT);
+	if (JsonbIteratorNext(&it, &key, true) != WJB_BEGIN_OBJECT)
+		elog(ERROR, "unexpected jsonb object layout");
 	while ((token = JsonbIteratorNext(&it, &key, true)) == WJB_KEY)
 	{
 		int			column = InsertableColumn(buffer, key.val.string.val, key.val.string.len);

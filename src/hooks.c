@@ -450,10 +450,6 @@ PG_FUNCTION_INFO_V1(choreo_post_commit);
 Datum
 choreo_post_commit(PG_FUNCTION_ARGS)
 {
-	static const char *query =
-		"INSERT INTO " CHOREO_SCHEMA ".hooks (txid, callback, role, payload)"
-		" VALUES ($1, $2::pg_catalog.regprocedure, $3::pg_catalog.regrole, $4)";
-	Oid			argtypes[4] = {INT8OID, OIDOID, OIDOID, JSONBOID};
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	ExtensionWrite write;
@@ -486,6 +482,10 @@ choreo_post_commit(PG_FUNCTION_ARGS)
 	BeginExtensionWrite(&write, false);
 	if (outbox_insert == NULL)
 	{
+		static const char *query =
+			"INSERT INTO " CHOREO_SCHEMA ".hooks (txid, callback, role, payload)"
+			" VALUES ($1, $2::pg_catalog.regprocedure, $3::pg_catalog.regrole, $4)";
+		Oid			argtypes[4] = {INT8OID, OIDOID, OIDOID, JSONBOID};
 		SPIPlanPtr	plan = SPI_prepare(query, 4, argtypes);
 
 		if (plan == NULL || SPI_keepplan(plan) != 0)

@@ -214,8 +214,6 @@ FindDueHooks(int64 after, DueHook **due, long *sleep_ms)
 	if (OidIsValid(ChoreoRelationOid("hooks", true)))
 	{
 		bool		isnull;
-		Datum		next;
-
 		Datum		args[1] = {Int64GetDatum(after)};
 
 		ExecuteWorkerQuery(&due_hooks, args, SPI_OK_SELECT);
@@ -232,6 +230,8 @@ FindDueHooks(int64 after, DueHook **due, long *sleep_ms)
 		/* about to sleep: until when? */
 		if (ndue < DUE_HOOKS_BATCH)
 		{
+			Datum		next;
+
 			ExecuteWorkerQuery(&next_due, NULL, SPI_OK_SELECT);
 			next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 			if (!isnull)
