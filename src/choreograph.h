@@ -303,6 +303,8 @@ extern void BuffersAtEnd(void);
 extern void SharedStateInit(void);
 extern void WorkersWake(uint64 txid);
 extern int	CommitQueueTake(uint64 *txids, int max, bool *look_everywhere);
+extern bool WorkerMaySleep(int index);
+extern void WorkerAwake(int index);
 extern void WorkerSlotAttach(int index);
 extern bool WorkerClaimGroup(int index, uint64 group);
 extern void WorkerSetRunning(int index, int64 hook_id);

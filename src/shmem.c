@@ -24,6 +24,7 @@ typedef struct WorkerSlot
 {
 	pid_t		pid;			/* 0 when no worker uses the slot */
 	Latch	   *latch;
+	bool		sleeping;		/* waiting on its latch for work */
 	int64		running_hook;	/* id of the hook being run, 0 for none */
 	uint64		group;			/* transaction whose hooks it runs, 0 for none */
 } WorkerSlot;
@@ -102,8 +103,10 @@ SharedStateInit(void)
 
 /*
  * Tells the workers that a transaction committed post-commit hooks (0: that
- * there may be work anywhere in the outbox), and wakes them.  Cheap, and
- * safe to call from a commit callback: it cannot fail.
+ * there may be work anywhere in the outbox), and wakes one that sleeps: a
+ * worker that is busy looks at the queue again before it sleeps, and
+ * waking costs the committing backend a system call.  Cheap, and safe to
+ * call from a commit callback: it cannot fail.
  */
 void
 WorkersWake(uint64 txid)
@@ -116,8 +119,41 @@ WorkersWake(uint64 txid)
 	else
 		shared->queue[shared->queue_head++ % COMMIT_QUEUE_SIZE] = txid;
 	for (int i = 0; i < shared->nworkers; i++)
-		if (shared->slots[i].latch != NULL)
-			SetLatch(shared->slots[i].latch);
+	{
+		WorkerSlot *slot = &shared->slots[i];
+
+		if (slot->latch != NULL && slot->sleeping)
+		{
+			slot->sleeping = false;
+			SetLatch(slot->latch);
+			break;
+		}
+	}
+	LWLockRelease(shared->lock);
+}
+
+/*
+ * Marks a worker as sleeping, unless work arrived meanwhile: returns false
+ * then, and the worker looks again instead of waiting on its latch.
+ */
+bool
+WorkerMaySleep(int index)
+{
+	bool		may_sleep;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	may_sleep = shared->queue_tail == shared->queue_head && !shared->look_everywhere;
+	shared->slots[index].sleeping = may_sleep;
+	LWLockRelease(shared->lock);
+	return may_sleep;
+}
+
+/* Marks a worker as awake (it may have woken by itself: a timeout) */
+void
+WorkerAwake(int index)
+{
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	shared->slots[index].sleeping = false;
 	LWLockRelease(shared->lock);
 }
 

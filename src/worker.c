@@ -466,7 +466,10 @@ choreo_worker_main(Datum main_arg)
 			continue;			/* the queue may hold more */
 
 		sleep_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_look);
+		if (!WorkerMaySleep(index))
+			continue;			/* a commit came in meanwhile */
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Max(sleep_ms, 1), PG_WAIT_EXTENSION);
+		WorkerAwake(index);
 	}
 }
