@@ -8,6 +8,7 @@ OBJS = \
 	src/buffer_catalog.o \
 	src/capture.o \
 	src/catalog.o \
+	src/direct_insert.o \
 	src/hooks.o \
 	src/jsonb_util.o \
 	src/jsonb_writer.o \
@@ -24,7 +25,7 @@ DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql
 PGFILEDESC = "choreograph - transactional orchestration"
 
 # pg_regress files, one per feature, in the order they run
-REGRESS = init definition run bag input trigger errors privileges dump pre_commit buffer capture post_commit upgrade
+REGRESS = init definition run bag input trigger errors privileges dump pre_commit buffer buffer_write capture post_commit upgrade
 REGRESS_OPTS = --inputdir=.
 
 # Multi-session behaviour, checked by PostgreSQL's isolation tester

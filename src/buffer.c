@@ -9,15 +9,18 @@
  * table's columns (read once; the table stays locked, so they cannot
  * change) and its items, in batches.  An item is converted to the columns'
  * types when fired, so bad values fail then, not at commit; unnamed columns
- * take their defaults at the INSERT.  Items are written with
+ * take their defaults when written.  A batch of items naming the same
+ * columns, fired by the same role, is written as one statement: without
+ * planning anything where the table allows it (direct_insert.c, the way
+ * COPY writes), else with
  *
  *     INSERT INTO target (named columns)
  *         SELECT * FROM choreograph.choreo_buffer_rows() AS r(their types)
  *
- * where choreo_buffer_rows() returns the items being written, as the role
- * that fired them, through a plan prepared once per backend and column
- * set: triggers, constraints, row-level security and privileges apply as
- * to a plain INSERT.
+ * where choreo_buffer_rows() returns the items being written, through a
+ * plan prepared once per backend and column set.  Either way the write
+ * happens as the role that fired the items, and triggers, constraints,
+ * rules, row-level security and privileges apply as to a plain INSERT.
  *
  * Savepoints: each item records the subtransaction level that fired it, so
  * a rollback drops exactly its items (always a tail: levels never decrease
@@ -47,6 +50,7 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "choreograph.h"
 
@@ -54,6 +58,7 @@
 typedef struct BufferColumn
 {
 	NameData	name;
+	AttrNumber	attnum;
 	Oid			type;
 	Oid			base_type;		/* the type, or a domain's base type */
 	int32		typmod;
@@ -73,6 +78,7 @@ typedef struct ColumnSet
 	int			ncolumns;
 	int		   *columns;		/* ascending */
 	char	   *signature;		/* "3,5,6": key of the insert plan */
+	DirectInsertColumns direct; /* the same columns, for DirectInsertRows */
 } ColumnSet;
 
 typedef struct BufferItem
@@ -162,6 +168,7 @@ ReadTargetColumns(PendingBuffer *buffer, Relation rel)
 		if (attr->attisdropped)
 			continue;
 		column->name = attr->attname;
+		column->attnum = attr->attnum;
 		column->type = attr->atttypid;
 		column->base_type = getBaseType(attr->atttypid);
 		column->typmod = attr->atttypmod;
@@ -306,6 +313,18 @@ InternColumnSet(PendingBuffer *buffer, int *columns, int ncolumns)
 	for (int i = 0; i < ncolumns; i++)
 		appendStringInfo(&signature, i > 0 ? ",%d" : "%d", columns[i]);
 	set->signature = signature.data;
+	set->direct.ncolumns = ncolumns;
+	set->direct.attnums = palloc(sizeof(AttrNumber) * Max(ncolumns, 1));
+	set->direct.types = palloc(sizeof(Oid) * Max(ncolumns, 1));
+	set->direct.typmods = palloc(sizeof(int32) * Max(ncolumns, 1));
+	for (int i = 0; i < ncolumns; i++)
+	{
+		BufferColumn *column = &buffer->columns[columns[i]];
+
+		set->direct.attnums[i] = column->attnum;
+		set->direct.types[i] = column->type;
+		set->direct.typmods[i] = column->typmod;
+	}
 	buffer->sets = lappend(buffer->sets, set);
 	MemoryContextSwitchTo(old);
 	return set;
@@ -597,8 +616,67 @@ InsertPlanFor(PendingBuffer *buffer, ColumnSet *set, bool returning)
 }
 
 /*
+ * Writes items without planning an INSERT when their table allows it
+ * (direct_insert.c); false when it needs the planned INSERT.  Like SPI,
+ * the write gets a fresh snapshot and the command counter moves on after
+ * it, so that what follows sees the rows.
+ */
+static bool
+WriteItemsDirectly(PendingBuffer *buffer, BufferItem **items, int nitems)
+{
+	Datum	  **values = palloc(sizeof(Datum *) * nitems);
+	bool	  **nulls = palloc(sizeof(bool *) * nitems);
+	bool		written;
+
+	for (int i = 0; i < nitems; i++)
+	{
+		values[i] = items[i]->values;
+		nulls[i] = items[i]->nulls;
+	}
+	CommandCounterIncrement();
+	PushCopiedSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	written = DirectInsertRows(buffer->target, &items[0]->set->direct, nitems,
+							   values, nulls);
+	PopActiveSnapshot();
+	if (written)
+		CommandCounterIncrement();
+	pfree(values);
+	pfree(nulls);
+	return written;
+}
+
+/*
+ * Executes an insert plan reading the given items.  choreo_buffer_rows()
+ * returns them to every scan of this INSERT (a rule's action scans it
+ * again); a trigger writing items of its own meanwhile must not leave
+ * them behind, even when it fails.
+ */
+static int
+ExecuteInsertPlan(SPIPlanPtr plan, Datum *args, BufferItem **items, int nitems)
+{
+	BufferItem **outer_items = writing_items;
+	int			outer_count = writing_count;
+	int			rc;
+
+	writing_items = items;
+	writing_count = nitems;
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(plan, args, NULL, false, 0);
+	}
+	PG_FINALLY();
+	{
+		writing_items = outer_items;
+		writing_count = outer_count;
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+/*
  * Writes items[from, to), which name the same columns and were fired by
- * the same role, with one INSERT; inside SPI.  With returning, returns the
+ * the same role, as one INSERT; inside SPI.  With returning, returns the
  * (last) written row as jsonb, in the SPI result's memory.
  */
 static Datum
@@ -607,25 +685,30 @@ InsertItems(PendingBuffer *buffer, BufferItem **items, int from, int to,
 {
 	ColumnSet  *set = items[from]->set;
 	Datum		args[1] = {Int32GetDatum(to - from)};
-	SPIPlanPtr	plan = InsertPlanFor(buffer, set, returning);
+	SPIPlanPtr	plan;
 	Oid			saved_userid;
 	int			saved_sec_context;
 	int			rc;
 	Datum		row = (Datum) 0;
-
-	writing_items = items + from;
-	writing_count = to - from;
 
 	/* the write happens with the rights of the role that fired the items */
 	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
 	if (items[from]->userid != saved_userid)
 		SetUserIdAndSecContext(items[from]->userid,
 							   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	rc = SPI_execute_plan(plan, args, NULL, false, 0);
+
+	if (!returning && WriteItemsDirectly(buffer, items + from, to - from))
+	{
+		SetUserIdAndSecContext(saved_userid, saved_sec_context);
+		return (Datum) 0;
+	}
+
+	plan = InsertPlanFor(buffer, set, returning);
+
+	rc = ExecuteInsertPlan(plan, args, items + from, to - from);
 	SetUserIdAndSecContext(saved_userid, saved_sec_context);
-	writing_items = NULL;
-	writing_count = 0;
-	if (rc != (returning ? SPI_OK_INSERT_RETURNING : SPI_OK_INSERT))
+	/* a rule may have turned the INSERT into other commands, or none */
+	if (rc < 0 || (returning && rc != SPI_OK_INSERT_RETURNING))
 		elog(ERROR, "could not write into buffer \"%s\": %s", buffer->name,
 			 SPI_result_code_string(rc));
 	if (returning && SPI_processed > 0)
@@ -904,6 +987,8 @@ BuffersAtSubCommit(int nest_level)
 void
 BuffersAtEnd(void)
 {
+	writing_items = NULL;
+	writing_count = 0;
 	pending_buffers = NULL;
 	pending_order = NIL;
 	last_fired = NULL;
@@ -1023,8 +1108,6 @@ choreo_buffer_rows(PG_FUNCTION_ARGS)
 		elog(ERROR, "choreo_buffer_rows() called with %d columns for %d",
 			 rsinfo->setDesc->natts, items[0]->set->ncolumns);
 
-	/* a trigger on the target calling it again sees nothing */
-	writing_items = NULL;
 	for (int i = 0; i < count; i++)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
 							 items[i]->values, items[i]->nulls);

@@ -299,6 +299,18 @@ extern void BuffersAtSubAbort(int nest_level);
 extern void BuffersAtSubCommit(int nest_level);
 extern void BuffersAtEnd(void);
 
+/* direct_insert.c: writing rows without planning an INSERT */
+typedef struct DirectInsertColumns
+{
+	int			ncolumns;
+	AttrNumber *attnums;		/* the columns each row gives values for */
+	Oid		   *types;			/* their types and typmods, as last read */
+	int32	   *typmods;
+} DirectInsertColumns;
+
+extern bool DirectInsertRows(Oid relid, const DirectInsertColumns *columns, int nrows,
+							 Datum *const *values, bool *const *nulls);
+
 /* shmem.c: state shared with the background workers */
 extern void SharedStateInit(void);
 extern void WorkersWake(uint64 txid);
