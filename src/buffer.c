@@ -657,7 +657,7 @@ ExecuteInsertPlan(SPIPlanPtr plan, Datum *args, BufferItem **items, int nitems)
 {
 	BufferItem **outer_items = writing_items;
 	int			outer_count = writing_count;
-	int			rc;
+	int			rc = 0;
 
 	writing_items = items;
 	writing_count = nitems;
