@@ -313,7 +313,14 @@ RunNextHook(int index, uint64 txid)
 
 			id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
 			WorkerSetRunning(index, id);
-			pgstat_report_activity(STATE_RUNNING, "choreograph: running a post-commit hook");
+			{
+				char		activity[64];
+
+				/* pg_stat_activity shows which hook a worker is running */
+				snprintf(activity, sizeof(activity),
+						 "choreograph: running post-commit hook " INT64_FORMAT, id);
+				pgstat_report_activity(STATE_RUNNING, activity);
+			}
 			CheckHookRunnable(id, callback, role);
 
 			/* whatever settings the hook changes, the next hook will not see */

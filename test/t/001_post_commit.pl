@@ -155,8 +155,9 @@ $node->poll_query_until('postgres',
   or die 'the long hook did not start';
 my $busy = $node->safe_psql('postgres', q{
 	SELECT pid FROM pg_stat_activity
-	 WHERE backend_type = 'choreograph worker'
-	   AND query LIKE '%running a post-commit hook%'});
+	 WHERE backend_type = 'choreograph worker' AND state = 'active'
+	   AND query = 'choreograph: running post-commit hook '
+	               || (SELECT id FROM choreograph.hooks)});
 $node->safe_psql('postgres', q{
 	CREATE OR REPLACE FUNCTION mark(p jsonb) RETURNS void LANGUAGE sql
 		AS $$ INSERT INTO done (n) VALUES ((p->>'n')::int) $$;
