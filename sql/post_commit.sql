@@ -22,13 +22,15 @@ CREATE FUNCTION post_hook(p jsonb) RETURNS void LANGUAGE sql
     AS $$ INSERT INTO post_log (entry, who) VALUES (p->>'entry', current_user) $$;
 CREATE FUNCTION post_entries() RETURNS text LANGUAGE sql
     AS $$ SELECT coalesce(string_agg(entry || ' (' || who || ')', ', ' ORDER BY id), '') FROM post_log $$;
--- waits (up to 30 seconds) until no hook is waiting to run; 'failed' ones
--- do not count
-CREATE FUNCTION wait_for_hooks() RETURNS text LANGUAGE plpgsql AS $$
+-- waits (up to 30 seconds) until a condition on the outbox holds
+CREATE FUNCTION wait_until(condition text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     deadline timestamptz := clock_timestamp() + interval '30 seconds';
+    met boolean;
 BEGIN
-    WHILE EXISTS (SELECT FROM choreograph.hooks WHERE next_attempt_at IS NOT NULL) LOOP
+    LOOP
+        EXECUTE 'SELECT ' || condition INTO met;
+        EXIT WHEN met;
         IF clock_timestamp() > deadline THEN
             RETURN 'timed out';
         END IF;
@@ -36,19 +38,14 @@ BEGIN
     END LOOP;
     RETURN 'done';
 END $$;
--- waits (up to 30 seconds) until every hook has been tried at least once
-CREATE FUNCTION wait_for_attempts() RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    deadline timestamptz := clock_timestamp() + interval '30 seconds';
-BEGIN
-    WHILE EXISTS (SELECT FROM choreograph.hooks WHERE attempts = 0) LOOP
-        IF clock_timestamp() > deadline THEN
-            RETURN 'timed out';
-        END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-    RETURN 'done';
-END $$;
+-- until no hook is waiting to run ('failed' ones do not count)
+CREATE FUNCTION wait_for_hooks() RETURNS text LANGUAGE sql AS $$
+    SELECT wait_until('NOT EXISTS (SELECT FROM choreograph.hooks WHERE next_attempt_at IS NOT NULL)')
+$$;
+-- until every hook has been tried at least once
+CREATE FUNCTION wait_for_attempts() RETURNS text LANGUAGE sql AS $$
+    SELECT wait_until('NOT EXISTS (SELECT FROM choreograph.hooks WHERE attempts = 0)')
+$$;
 
 -- a hook is queued by its transaction, and runs only after it commits
 BEGIN;
@@ -184,7 +181,7 @@ RESET ROLE;
 
 DROP EXTENSION choreograph;
 DROP TABLE post_log, guarded;
-DROP FUNCTION post_hook(jsonb), post_entries(), wait_for_hooks(), wait_for_attempts(), write_guarded(),
+DROP FUNCTION post_hook(jsonb), post_entries(), wait_for_hooks(), wait_for_attempts(), wait_until(text), write_guarded(),
     int_hook(int), private_hook(), err(text);
 DROP ROLE regress_choreo_poster, regress_choreo_stranger;
 \c contrib_regression

@@ -212,17 +212,9 @@ PendingBufferFor(const char *name)
 
 	old = MemoryContextSwitchTo(TopTransactionContext);
 	if (pending_buffers == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(char *);
-		ctl.entrysize = sizeof(PendingBufferEntry);
-		ctl.hash = StringPointerHash;
-		ctl.match = StringPointerMatch;
-		ctl.hcxt = TopTransactionContext;
-		pending_buffers = hash_create("choreograph pending buffers", 16, &ctl,
-									  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	}
+		pending_buffers = StringPointerHashCreate("choreograph pending buffers", 16,
+												  sizeof(PendingBufferEntry),
+												  TopTransactionContext);
 	buffer = palloc0(sizeof(PendingBuffer));
 	buffer->name = pstrdup(name);
 	buffer->target = def.target;
@@ -542,17 +534,8 @@ InsertPlanFor(PendingBuffer *buffer, ColumnSet *set, bool returning)
 	SPIPlanPtr	plan;
 
 	if (insert_plans == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(char *);
-		ctl.entrysize = sizeof(InsertPlan);
-		ctl.hash = StringPointerHash;
-		ctl.match = StringPointerMatch;
-		ctl.hcxt = TopMemoryContext;
-		insert_plans = hash_create("choreograph insert plans", 16, &ctl,
-								   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	}
+		insert_plans = StringPointerHashCreate("choreograph insert plans", 16,
+											   sizeof(InsertPlan), TopMemoryContext);
 	if (snprintf(key_buffer, sizeof(key_buffer), "%u/%d/%s", buffer->target,
 				 returning, set->signature) >= (int) sizeof(key_buffer))
 		key = psprintf("%u/%d/%s", buffer->target, returning, set->signature);

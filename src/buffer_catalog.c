@@ -131,18 +131,11 @@ BufferLookup(const char *name, BufferDef *def)
 
 		if (buffer_cache == NULL)
 		{
-			HASHCTL		ctl;
-
 			buffer_cache_cxt = AllocSetContextCreate(TopMemoryContext,
 													 "choreograph buffer cache",
 													 ALLOCSET_SMALL_SIZES);
-			ctl.keysize = sizeof(const char *);
-			ctl.entrysize = sizeof(BufferCacheEntry);
-			ctl.hash = StringPointerHash;
-			ctl.match = StringPointerMatch;
-			ctl.hcxt = buffer_cache_cxt;
-			buffer_cache = hash_create("choreograph buffer cache", 16, &ctl,
-									   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+			buffer_cache = StringPointerHashCreate("choreograph buffer cache", 16,
+												   sizeof(BufferCacheEntry), buffer_cache_cxt);
 		}
 		loaded.name = MemoryContextStrdup(buffer_cache_cxt, name);
 		entry = hash_search(buffer_cache, &loaded.name, HASH_ENTER, NULL);

@@ -117,8 +117,8 @@ extern void BeginExtensionWrite(ExtensionWrite *write, bool pin_search_path);
 extern void EndExtensionWrite(ExtensionWrite *write);
 extern uint64 ExecuteExtensionQuery(const char *query, int nargs, Oid *argtypes,
 									Datum *args, int expected);
-extern uint32 StringPointerHash(const void *key, Size keysize);
-extern int	StringPointerMatch(const void *key1, const void *key2, Size keysize);
+extern struct HTAB *StringPointerHashCreate(const char *name, long nelem, Size entrysize,
+											MemoryContext cxt);
 
 /* jsonb_util.c */
 extern Jsonb *DatumToJsonb(Datum value, bool isnull, Oid type);
@@ -190,6 +190,11 @@ extern Jsonb *RunPipeline(const char *pipeline_name, RunInput *input,
 /* trigger.c */
 extern Datum TriggerRowDatum(struct TriggerData *trigdata);
 extern Jsonb *TriggerEnvelope(struct TriggerData *trigdata, FmgrInfo *flinfo);
+extern struct TriggerData *RowTriggerData(FunctionCallInfo fcinfo, const char *function,
+										  int min_args, int max_args,
+										  const char *purpose, const char *arguments,
+										  const char *example);
+extern Datum RowTriggerUnchanged(struct TriggerData *trigdata);
 
 /* run_state.c: the bag, outcomes and error stack of runs */
 typedef enum StepOutcome

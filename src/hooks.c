@@ -89,17 +89,8 @@ TransactionKeysAdd(TransactionKeys *keys, text *key_text)
 	key = pnstrdup(data, len);
 
 	if (keys->hash == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(char *);
-		ctl.entrysize = sizeof(char *);
-		ctl.hash = StringPointerHash;
-		ctl.match = StringPointerMatch;
-		ctl.hcxt = TopTransactionContext;
-		keys->hash = hash_create("choreograph hook keys", 64, &ctl,
-								 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	}
+		keys->hash = StringPointerHashCreate("choreograph hook keys", 64, sizeof(char *),
+											 TopTransactionContext);
 	entry = hash_search(keys->hash, &key, HASH_FIND, &found);
 	if (found)
 	{

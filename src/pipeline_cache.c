@@ -144,19 +144,11 @@ RolesChanged(Datum arg, int cacheid, uint32 hashvalue)
 void
 PipelineCacheInit(void)
 {
-	HASHCTL		ctl;
-
 	pipeline_cache_cxt = AllocSetContextCreate(TopMemoryContext,
 											   "choreograph pipeline cache",
 											   ALLOCSET_DEFAULT_SIZES);
-	ctl.keysize = sizeof(const char *);
-	ctl.entrysize = sizeof(PipelineCacheEntry);
-	ctl.hash = StringPointerHash;
-	ctl.match = StringPointerMatch;
-	ctl.hcxt = pipeline_cache_cxt;
-	pipeline_cache = hash_create("choreograph pipeline cache", 64, &ctl,
-								 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
-								 HASH_CONTEXT);
+	pipeline_cache = StringPointerHashCreate("choreograph pipeline cache", 64,
+											 sizeof(PipelineCacheEntry), pipeline_cache_cxt);
 
 	CacheRegisterRelcacheCallback(DefinitionsChanged, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, FunctionChanged, (Datum) 0);

@@ -126,6 +126,55 @@ TriggerEnvelope(TriggerData *trigdata, FmgrInfo *flinfo)
 	return JsonbWriterFinish(&writer);
 }
 
+/*
+ * Checks that a C trigger function was called as a row trigger with an
+ * accepted number of arguments, the first non-empty; returns its data.
+ * The messages say what it does per row ("purpose"), what its arguments
+ * name ("arguments") and how to write them ("example").
+ */
+TriggerData *
+RowTriggerData(FunctionCallInfo fcinfo, const char *function, int min_args,
+			   int max_args, const char *purpose, const char *arguments,
+			   const char *example)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Trigger    *trigger;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s() was not called by the trigger manager", function)));
+	trigger = trigdata->tg_trigger;
+	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("trigger \"%s\" on table \"%s\" must be fired for each row",
+						trigger->tgname, RelationGetRelationName(trigdata->tg_relation)),
+				 errhint("%s() %s; create the trigger with FOR EACH ROW.",
+						 function, purpose)));
+	if (trigger->tgnargs < min_args || trigger->tgnargs > max_args ||
+		trigger->tgargs[0][0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("trigger \"%s\" on table \"%s\" must name %s",
+						trigger->tgname, RelationGetRelationName(trigdata->tg_relation),
+						arguments),
+				 errhint("Create it with EXECUTE FUNCTION %s(%s).", function, example)));
+	return trigdata;
+}
+
+/*
+ * What a row trigger that leaves the row alone returns: NULL after the
+ * event, else the row as it came.
+ */
+Datum
+RowTriggerUnchanged(TriggerData *trigdata)
+{
+	if (TRIGGER_FIRED_AFTER(trigdata->tg_event))
+		return PointerGetDatum(NULL);
+	return PointerGetDatum(TriggerRow(trigdata));
+}
+
 PG_FUNCTION_INFO_V1(choreo_trigger);
 
 /*
@@ -136,35 +185,15 @@ PG_FUNCTION_INFO_V1(choreo_trigger);
 Datum
 choreo_trigger(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Trigger    *trigger;
+	TriggerData *trigdata = RowTriggerData(fcinfo, "choreo_trigger", 1, 1,
+										   "runs a pipeline per row", "one pipeline",
+										   "'pipeline'");
 	RunInput	input;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("choreo_trigger() was not called by the trigger manager")));
-	trigger = trigdata->tg_trigger;
-	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("trigger \"%s\" on table \"%s\" must be fired for each row",
-						trigger->tgname, RelationGetRelationName(trigdata->tg_relation)),
-				 errhint("choreo_trigger() runs a pipeline per row; create the trigger with FOR EACH ROW.")));
-	if (trigger->tgnargs != 1 || trigger->tgargs[0][0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("trigger \"%s\" on table \"%s\" must name one pipeline",
-						trigger->tgname, RelationGetRelationName(trigdata->tg_relation)),
-				 errhint("Create it with EXECUTE FUNCTION choreo_trigger('pipeline').")));
 
 	memset(&input, 0, sizeof(RunInput));
 	input.type = RelationGetDescr(trigdata->tg_relation)->tdtypeid;
 	input.trigger = trigdata;
 	input.trigger_flinfo = fcinfo->flinfo;
-	(void) RunPipeline(trigger->tgargs[0], &input, false, false);
-
-	if (TRIGGER_FIRED_AFTER(trigdata->tg_event))
-		return PointerGetDatum(NULL);
-	return PointerGetDatum(TriggerRow(trigdata));
+	(void) RunPipeline(trigdata->tg_trigger->tgargs[0], &input, false, false);
+	return RowTriggerUnchanged(trigdata);
 }

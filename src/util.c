@@ -124,7 +124,7 @@ ExecuteExtensionQuery(const char *query, int nargs, Oid *argtypes,
 }
 
 /* Hash function for tables keyed by a string pointer (const char *) */
-uint32
+static uint32
 StringPointerHash(const void *key, Size keysize)
 {
 	const char *str = *(const char *const *) key;
@@ -133,8 +133,28 @@ StringPointerHash(const void *key, Size keysize)
 }
 
 /* Match function for tables keyed by a string pointer */
-int
+static int
 StringPointerMatch(const void *key1, const void *key2, Size keysize)
 {
 	return strcmp(*(const char *const *) key1, *(const char *const *) key2);
+}
+
+/*
+ * A hash table in a memory context whose entries start with a string
+ * pointer, the key: the string lives with the entry's owner, not in the
+ * table.
+ */
+HTAB *
+StringPointerHashCreate(const char *name, long nelem, Size entrysize,
+						MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(const char *);
+	ctl.entrysize = entrysize;
+	ctl.hash = StringPointerHash;
+	ctl.match = StringPointerMatch;
+	ctl.hcxt = cxt;
+	return hash_create(name, nelem, &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
