@@ -9,7 +9,8 @@
 set -euo pipefail
 
 PG_MAJOR=${PG_MAJOR:-15}
-PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
+# PGBIN may point at another installation (a private, relocated copy)
+PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 export PATH="$PGBIN:$PATH"
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
