@@ -71,6 +71,17 @@ BufferCacheInit(void)
 	CacheRegisterRelcacheCallback(BuffersChanged, (Datum) 0);
 }
 
+/*
+ * A number that changes whenever a buffer definition may have changed, in
+ * this transaction or by one that committed: pending state made for a
+ * definition is checked again when it moves on.
+ */
+uint64
+BufferDefinitionsGeneration(void)
+{
+	return buffer_invalidations;
+}
+
 /* Reads a definition from the table; false when there is none */
 static bool
 LoadBufferDef(const char *name, BufferDef *def)

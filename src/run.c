@@ -165,6 +165,9 @@ CallStepFunction(Run *run, StepFunction *function, RunInput *input,
 		}
 	}
 
+	PipelineCheckStillCallable(run->pipeline, run->current_step, function,
+							   StepPhaseName(run->current_phase));
+
 	/*
 	 * A function's cached call info may hold state of a call in progress
 	 * (SQL functions keep their executor state in fn_extra), so a nested
