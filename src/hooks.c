@@ -219,8 +219,8 @@ CallHookFunction(Oid callback, Jsonb *payload, Oid userid)
 	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(callback)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function %u of a commit hook no longer exists", callback),
-				 errdetail("The function was dropped after the hook was registered.")));
+				 errmsg("the function of a commit hook was dropped after the hook was registered"),
+				 errdetail("The hook's function had OID %u.", callback)));
 
 	errcallback.callback = HookErrorContext;
 	errcallback.arg = format_procedure(callback);
@@ -243,6 +243,15 @@ CallHookFunction(Oid callback, Jsonb *payload, Oid userid)
 	PopActiveSnapshot();
 	SetUserIdAndSecContext(saved_userid, saved_sec_context);
 	error_context_stack = errcallback.previous;
+}
+
+/* A hook's function for messages, also once it has been dropped */
+static const char *
+HookName(Oid callback)
+{
+	char	   *name = format_procedure_extended(callback, FORMAT_PROC_INVALID_AS_NULL);
+
+	return name != NULL ? name : "(a dropped function)";
 }
 
 /* Runs one pre-commit hook; in 'log' mode, its error is only a warning */
@@ -289,7 +298,7 @@ RunPreCommitHook(PreCommitHook *hook)
 			ereport(WARNING,
 					(errcode(edata->sqlerrcode),
 					 errmsg("pre-commit hook %s failed: %s",
-							format_procedure(hook->callback), edata->message),
+							HookName(hook->callback), edata->message),
 					 errdetail("The hook was registered with on_error => 'log': its writes were rolled back and the commit goes on.")));
 			FreeErrorData(edata);
 		}
