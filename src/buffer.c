@@ -1208,9 +1208,16 @@ choreo_buffer_rows(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	if (items == NULL)
 		return (Datum) 0;
+	/* only the types the items hold: anything else would read them as another type */
 	if (rsinfo->setDesc->natts != items[0]->set->ncolumns)
-		elog(ERROR, "choreo_buffer_rows() called with %d columns for %d",
-			 rsinfo->setDesc->natts, items[0]->set->ncolumns);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("choreo_buffer_rows() must be called with the columns of the batch being written")));
+	for (int i = 0; i < rsinfo->setDesc->natts; i++)
+		if (TupleDescAttr(rsinfo->setDesc, i)->atttypid != items[0]->set->direct.types[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("choreo_buffer_rows() must be called with the columns of the batch being written")));
 
 	for (int i = 0; i < count; i++)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,

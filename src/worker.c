@@ -465,10 +465,30 @@ choreo_worker_main(Datum main_arg)
 	MemoryContext cxt;
 	TimestampTz next_look = 0;	/* look through the outbox at once */
 
+	long		start_delay;
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+
+	/* after starts that could not connect (no such database), wait longer each time */
+	start_delay = WorkerStartDelay(index);
+	if (start_delay > 0)
+	{
+		TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), start_delay);
+		long		left;
+
+		/* the latch is set when a process starts: wait out the whole delay */
+		while ((left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until)) > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 left, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
 	BackgroundWorkerInitializeConnection(choreo_database, NULL, 0);
+	WorkerStarted(index);
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "choreograph worker",
 								ALLOCSET_DEFAULT_SIZES);
