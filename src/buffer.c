@@ -1078,6 +1078,9 @@ BuffersAtEnd(void)
 {
 	writing_items = NULL;
 	writing_count = 0;
+	/* the last item's draft (it may have been large) */
+	if (draft_cxt != NULL)
+		MemoryContextReset(draft_cxt);
 	draft_cxt_busy = false;
 	pending_buffers = NULL;
 	pending_order = NIL;
