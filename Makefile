@@ -12,6 +12,7 @@ OBJS = \
 	src/hooks.o \
 	src/jsonb_util.o \
 	src/jsonb_writer.o \
+	src/json_to_column.o \
 	src/pipeline_cache.o \
 	src/run.o \
 	src/run_state.o \
@@ -21,7 +22,7 @@ OBJS = \
 	src/util.o \
 	src/worker.o
 
-DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql
+DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0.2--0.3.sql
 PGFILEDESC = "choreograph - transactional orchestration"
 
 # pg_regress files, one per feature, in the order they run
