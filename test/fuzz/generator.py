@@ -48,8 +48,8 @@ class Generator:
     def random_op(self, in_pl, depth=0):
         r, tx = self.rng, self.tx
         weights = {
-            "fire": 30, "fire_bad": 0 if in_pl else 2, "fire_wait": 5, "fire_wait_bad": 1,
-            "flush": 6, "flush_all": 3, "insert": 6, "insert_dup": 1, "update": 4, "delete": 3,
+            "fire": 30, "fire_bad": 0 if in_pl else 2, "fire_wait": 5, "fire_wait_bad": 0.7,
+            "flush": 6, "flush_all": 3, "insert": 6, "insert_dup": 0.7, "update": 4, "delete": 3,
             "run": 9, "pre": 9, "post": 6 if self.post else 0,
             "block": (5 if depth < 2 else 0) if in_pl else 6, "try": 0 if in_pl else 3,
         }
@@ -85,7 +85,11 @@ class Generator:
         if kind == "delete":
             return Delete(r.sample(range(1, KEYS + 1), r.randint(1, 3)))
         if kind == "run":
-            return Run(r.choice(Run.PIPELINES), r.choice(("run", "try")), tx, op, self.post)
+            pipeline = r.choice(Run.PIPELINES)
+            # choreo_run of a failing pipeline fails the statement: now and then
+            fatal = pipeline in ("pl_fail", "pl_cancel")
+            mode = "run" if r.random() < (0.3 if fatal else 0.5) else "try"
+            return Run(pipeline, mode, tx, op, self.post)
         if kind == "pre":
             cb = self.pick({"write": 6, "noarg": 1, "fail": 3, "chain": 2, "fire": 2,
                             "fire_flush_fail": 2, "post": 1 if self.post else 0,
@@ -116,7 +120,7 @@ class Generator:
         items = [self.random_op(True, depth + 1) for _ in range(r.randint(1, 4))]
         fail = Fail(r.choice(("div0", "raise"))) if r.random() < 0.4 else None
         if depth == 0:
-            handler = None if r.random() < 0.25 else [self.random_op(True, depth + 1) for _ in range(r.randint(0, 2))]
+            handler = None if r.random() < 0.15 else [self.random_op(True, depth + 1) for _ in range(r.randint(0, 2))]
         else:
             handler = None if r.random() < 0.3 else [self.random_op(True, depth + 1) for _ in range(r.randint(0, 1))]
         return Block(items, fail, handler)
@@ -141,7 +145,7 @@ class Generator:
             action = self.pick({
                 "op": 60, "savepoint": 12 if len(open_sp) < 4 else 0,
                 "release": 8 if open_sp else 0, "rollback_to": 10 if open_sp else 0,
-                "error": 3,
+                "error": 4 if open_sp else 0.7,
             })
             if m.failed and not m.uncertain and open_sp and r.random() < 0.7:
                 action = "rollback_to"

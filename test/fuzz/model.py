@@ -552,11 +552,13 @@ class Model:
                 return Expect(error=NO_PREPARED, status="I")
             if op.commit:
                 self.publish(effects)
+            self.outcome = "prepared, then committed" if op.commit else "prepared, then rolled back"
             return Expect(status="I")
         assert self.in_tx
         if t in (Commit, Prepare):
             return self.finish(op, unc)
         if t is Rollback:
+            self.outcome = "rolled back"
             self.end_tx()
             return Expect(status="I", tag="ROLLBACK")
         if t is RollbackTo:
@@ -613,9 +615,11 @@ class Model:
         if unc:
             # a bad item reaches the commit: it fails, or the transaction had
             # already failed; either way nothing is left
+            self.outcome = "failed at commit on a bad item"
             self.end_tx()
             return Expect(error=CHECK, status="I", uncertain=True, warnings=None)
         if self.failed:
+            self.outcome = "failed by a statement error"
             self.end_tx()
             return Expect(status="I", tag="ROLLBACK")
         while len(self.stack) > 1:
@@ -651,6 +655,7 @@ class Model:
                 fails = True
             if fails:
                 if on_error == "abort":
+                    self.outcome = "failed at commit by a hook"
                     self.end_tx()
                     return Expect(error=RAISE, status="I", warnings=warnings)
                 warnings += 1
@@ -666,6 +671,7 @@ class Model:
         if prepare:
             self.prepared[op.gid] = (committed, src)
         else:
+            self.outcome = "committed"
             self.publish((committed, src))
         return Expect(status="I", tag=tag_ok, warnings=warnings)
 
