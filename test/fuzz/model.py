@@ -34,8 +34,8 @@ reaches the commit, the commit fails and nothing is left.
 import copy
 import json
 
-BUFFERS = {"a": 1, "b": 3, "c": 7, "d": 2}   # name -> max_batch (see schema.sql)
-BUFFER_TABLE = {"a": "ev_a", "b": "ev_b", "c": "ev_c", "d": "ev_d"}
+BUFFERS = {"a": 1, "b": 3, "c": 7, "d": 2, "p": 2}   # name -> max_batch (see schema.sql)
+BUFFER_TABLE = {"a": "ev_a", "b": "ev_b", "c": "ev_c", "d": "ev_d", "p": "ev_p"}
 
 # SQLSTATEs
 DIV0 = "22012"
@@ -352,7 +352,7 @@ class Scope:
 class Expected:
     """What the database must hold, across all transactions so far."""
 
-    TABLES = ("ev_a", "ev_b", "ev_c", "ev_d", "cap_log", "pipe_log", "pre_log", "post_log")
+    TABLES = ("ev_a", "ev_b", "ev_c", "ev_d", "ev_p", "cap_log", "pipe_log", "pre_log", "post_log", "def_log")
 
     def __init__(self):
         self.src = {}           # k -> (v, tx, op)
@@ -701,4 +701,8 @@ class Model:
                 raise AssertionError(e)
             mine[table].append(row)
             exp.counts[table] += 1
+            if table in ("ev_c", "pre_log"):
+                # the deferred trigger's row
+                mine["def_log"].append((table,) + row)
+                exp.counts["def_log"] += 1
         exp.src = dict(src)

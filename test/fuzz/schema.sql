@@ -24,10 +24,27 @@ BEGIN
     RETURN NEW;
 END $$;
 CREATE TRIGGER ev_d_before BEFORE INSERT ON ev_d FOR EACH ROW EXECUTE FUNCTION fz_before_row();
+-- 'p' writes into a partitioned table (the INSERT path too)
+CREATE TABLE ev_p (id bigint NOT NULL DEFAULT nextval('ev_a_id_seq'), tx int NOT NULL, op int NOT NULL,
+                   n int NOT NULL DEFAULT 0, tag text CHECK (tag IS DISTINCT FROM 'bad'),
+                   wtx int DEFAULT fz_wtx()) PARTITION BY HASH (op);
+CREATE TABLE ev_p0 PARTITION OF ev_p FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE ev_p1 PARTITION OF ev_p FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+-- a deferred trigger on 'c' and on what pre-commit hooks write: the rows
+-- written at commit must fire it too (def_log holds one row per row)
+CREATE TABLE def_log (id bigserial PRIMARY KEY, src text, tx int, op int, n int, wtx int DEFAULT fz_wtx());
+CREATE FUNCTION fz_deferred() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO def_log (src, tx, op, n) VALUES (TG_TABLE_NAME, NEW.tx, NEW.op, NEW.n);
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER ev_c_deferred AFTER INSERT ON ev_c DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION fz_deferred();
 SELECT choreo_create_buffer('a', 'ev_a', 1);
 SELECT choreo_create_buffer('b', 'ev_b', 3);
 SELECT choreo_create_buffer('c', 'ev_c', 7);
 SELECT choreo_create_buffer('d', 'ev_d', 2);
+SELECT choreo_create_buffer('p', 'ev_p', 2);
 
 -- change capture: every change of src is an envelope in cap_log
 CREATE TABLE src (k int PRIMARY KEY, v int NOT NULL, tx int, op int);
@@ -40,6 +57,8 @@ CREATE TRIGGER src_capture AFTER INSERT OR UPDATE OR DELETE ON src
 CREATE TABLE pipe_log (id bigserial PRIMARY KEY, tx int, op int, step text, wtx int DEFAULT fz_wtx());
 CREATE TABLE pre_log (id bigserial PRIMARY KEY, tx int, op int, n int, wtx int DEFAULT fz_wtx());
 CREATE TABLE post_log (id bigserial PRIMARY KEY, tx int, op int, n int, wtx int DEFAULT fz_wtx());
+CREATE CONSTRAINT TRIGGER pre_log_deferred AFTER INSERT ON pre_log DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION fz_deferred();
 
 CREATE FUNCTION fz_item(p jsonb, n int) RETURNS jsonb LANGUAGE sql IMMUTABLE
     AS $$ SELECT jsonb_build_object('tx', p->'tx', 'op', p->'op', 'n', n) $$;
@@ -204,7 +223,8 @@ BEGIN
     RAISE EXCEPTION 'fz deliberate failure';
 END $$;
 
--- the checker looks rows up by transaction
+-- the checker reads the rows written since its last check (and, for the
+-- buffers' sake, the targets have more indexes to write)
 CREATE INDEX ON ev_a (tx); CREATE INDEX ON ev_a (wtx);
 CREATE INDEX ON ev_b (tx); CREATE INDEX ON ev_b (wtx);
 CREATE INDEX ON ev_c (tx); CREATE INDEX ON ev_c (wtx);
@@ -213,3 +233,5 @@ CREATE INDEX ON cap_log (wtx);
 CREATE INDEX ON pipe_log (tx); CREATE INDEX ON pipe_log (wtx);
 CREATE INDEX ON pre_log (tx); CREATE INDEX ON pre_log (wtx);
 CREATE INDEX ON post_log (tx);
+CREATE INDEX ON ev_p (id); CREATE INDEX ON ev_p (tx); CREATE INDEX ON ev_p (wtx);
+CREATE INDEX ON def_log (tx); CREATE INDEX ON def_log (wtx);
