@@ -29,6 +29,8 @@ class Statement:
 class Generator:
     def __init__(self, seed, model, post_enabled):
         self.seed, self.model, self.post = seed, model, post_enabled
+        self.pending = None     # a transaction left prepared, finished by the next one
+        self.no_src = False
 
     def pick(self, weights):
         items = [(k, w) for k, w in weights.items() if w > 0]
@@ -39,6 +41,16 @@ class Generator:
             if x < 0:
                 return k
         return items[-1][0]
+
+    def key(self, keys, used, p):
+        """None, or (with probability p) a key: often one used before in
+        this transaction."""
+        r = self.rng
+        if r.random() >= p:
+            return None
+        k = r.choice(used) if used and r.random() < 0.6 else r.choice(keys)
+        used.append(k)
+        return k
 
     def next_op(self):
         self.op_number += 1
@@ -53,6 +65,10 @@ class Generator:
             "run": 9, "pre": 9, "post": 6 if self.post else 0,
             "block": (5 if depth < 2 else 0) if in_pl else 6, "try": 0 if in_pl else 3,
         }
+        if self.no_src:
+            # a prepared transaction holds src's rows: no change of src
+            for k in ("insert", "insert_dup", "update", "delete"):
+                weights[k] = 0
         kind = self.pick(weights)
         op = self.next_op()
         buf = r.choice(sorted(BUFFERS))
@@ -93,19 +109,23 @@ class Generator:
         if kind == "pre":
             cb = self.pick({"write": 6, "noarg": 1, "fail": 3, "chain": 2, "fire": 2,
                             "fire_flush_fail": 2, "post": 1 if self.post else 0,
-                            "post_fail": 1 if self.post else 0})
+                            "post_fail": 1 if self.post else 0, "capture": 0 if self.no_src else 2})
             fails = cb in ("fail", "fire_flush_fail", "post_fail")
             # an 'abort' hook that fails fails the commit: now and then
             on_error = "log" if (fails and r.random() < 0.75) or (not fails and r.random() < 0.3) else "abort"
-            key = r.choice(PRE_KEYS) if r.random() < 0.4 else None
+            key = self.key(PRE_KEYS, self.pre_keys, 0.5)
             extra = {}
             if cb in ("fire", "fire_flush_fail"):
                 extra["buffer"] = r.choice(sorted(BUFFERS))
-            if cb == "chain" and r.random() < 0.5:
-                extra["key"] = r.choice(PRE_KEYS)
+            if cb == "chain" and r.random() < 0.6:
+                # often a key already used: the hook it registers is then ignored
+                extra["key"] = self.key(PRE_KEYS, self.pre_keys, 1.0)
+            if cb == "capture":
+                extra["k"] = r.randint(1, KEYS)
             return Pre(cb, tx, op, 0, on_error, key, extra, style=r.randint(0, 1))
         if kind == "post":
-            return Post(tx, op, 0, r.choice(POST_KEYS) if r.random() < 0.4 else None)
+            capture_k = r.randint(1, KEYS) if not self.no_src and r.random() < 0.25 else None
+            return Post(tx, op, 0, self.key(POST_KEYS, self.post_keys, 0.5), capture_k)
         if kind == "block":
             return self.random_block(depth)
         if kind == "try":
@@ -126,11 +146,13 @@ class Generator:
         return Block(items, fail, handler)
 
     # -- transactions ------------------------------------------------------
-    def transaction(self, t):
+    def transaction(self, t, last=False):
         """Draws transaction t; returns its statements, each with what the
-        model expects of it."""
+        model expects of it.  The last one leaves nothing prepared."""
         self.rng = random.Random("%s:%d" % (self.seed, t))
+        self.no_src = self.pending is not None
         self.tx, self.op_number = t, 0
+        self.pre_keys, self.post_keys = [], []
         m, r = self.model, self.rng
         m.tx_number = t
         out = []
@@ -173,5 +195,11 @@ class Generator:
         else:
             gid = "fz_%s_%d" % (self.seed, t)
             emit(Prepare(gid))
+            if not self.no_src and not last and gid in m.prepared and r.random() < 0.3:
+                self.pending = gid      # the next transaction runs, then this one is finished
+                return out
             emit(FinishPrepared(gid, end == "prepare_commit"), session=r.choice((1, 2)))
+        if self.no_src:
+            emit(FinishPrepared(self.pending, r.random() < 0.7), session=r.choice((1, 2)))
+            self.pending = None
         return out

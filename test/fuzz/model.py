@@ -164,7 +164,7 @@ class Run(Op):
 
 class Pre(Op):
     """choreo_pre_commit; callback is one of CALLBACKS."""
-    CALLBACKS = ("write", "noarg", "fail", "chain", "fire", "fire_flush_fail", "post", "post_fail")
+    CALLBACKS = ("write", "noarg", "fail", "chain", "fire", "fire_flush_fail", "post", "post_fail", "capture")
 
     def __init__(self, callback, tx, op, n, on_error, key, extra=None, style=0):
         self.callback, self.tx, self.op, self.n = callback, tx, op, n
@@ -189,14 +189,21 @@ class Pre(Op):
 
 
 class Post(Op):
-    def __init__(self, tx, op, n, key):
-        self.tx, self.op, self.n, self.key = tx, op, n, key
+    """choreo_post_commit of fz_post_write, or (capture_k set) of
+    fz_post_capture, which also changes src row capture_k."""
+
+    def __init__(self, tx, op, n, key, capture_k=None):
+        self.tx, self.op, self.n, self.key, self.capture_k = tx, op, n, key, capture_k
 
     def payload(self):
-        return {"tx": self.tx, "op": self.op, "n": self.n}
+        d = {"tx": self.tx, "op": self.op, "n": self.n}
+        if self.capture_k is not None:
+            d["k"] = self.capture_k
+        return d
 
     def sql(self):
-        args = ["'fz_post_write(jsonb)'", jlit(self.payload())]
+        fn = "fz_post_write" if self.capture_k is None else "fz_post_capture"
+        args = ["'%s(jsonb)'" % fn, jlit(self.payload())]
         if self.key:
             args.append(q(self.key))
         return "SELECT choreo_post_commit(%s)" % ", ".join(args)
@@ -357,14 +364,21 @@ class Expected:
     def __init__(self):
         self.src = {}           # k -> (v, tx, op)
         self.counts = {t: 0 for t in self.TABLES}
-        self.rows_of = {}       # transaction -> table -> rows it left
-
-    def rows(self, t, table):
-        return self.rows_of.get(t, {}).get(table, [])
+        self.unchecked = {t: [] for t in self.TABLES}   # rows published since the last check
 
 
 def envelope(op, old, new):
     return {"op": op, "table": "public.src", "new": new, "old": old}
+
+
+def upsert(src, k, tx, op):
+    """fz_upsert: changes src (a dict), returns the captured envelope."""
+    if k in src:
+        v, tx0, op0 = src[k]
+        src[k] = (v + 1, tx, op)
+        return envelope("UPDATE", {"k": k, "v": v, "tx": tx0, "op": op0}, {"k": k, "v": v + 1, "tx": tx, "op": op})
+    src[k] = (0, tx, op)
+    return envelope("INSERT", None, {"k": k, "v": 0, "tx": tx, "op": op})
 
 
 # --------------------------------------------------------------------------
@@ -552,7 +566,8 @@ class Model:
                 return Expect(error=NO_PREPARED, status="I")
             if op.commit:
                 self.publish(effects)
-            self.outcome = "prepared, then committed" if op.commit else "prepared, then rolled back"
+            if effects[2] == self.tx_number:
+                self.outcome = "prepared, then committed" if op.commit else "prepared, then rolled back"
             return Expect(status="I")
         assert self.in_tx
         if t in (Commit, Prepare):
@@ -597,7 +612,7 @@ class Model:
         elif t is Block and op.style == "try":
             value = "ok" if op.caught is None else "caught " + op.caught
         elif t is FireWait:
-            want = dict(op.item(), wtx=self.tx_number)
+            want = dict(op.item(), wtx=op.tx)
             value = lambda v, want=want: v is not None and all(
                 json.loads(v).get(k) == w for k, w in want.items())
             value.description = "a row holding %s" % json.dumps(want)
@@ -630,6 +645,7 @@ class Model:
         queue = [e for e in effects if e[0] == "pre"]
         keys = {e[4] for e in queue if e[4]}
         done = []
+        src = dict(self.src)    # as the hooks leave it
         i = 0
         while i < len(queue):
             _, cb, payload, on_error, key = queue[i]
@@ -639,8 +655,10 @@ class Model:
             fails = False
             if cb == "noarg":
                 out.append(("pre_row", self.tx_number, -1, -1))
-            elif cb in ("write", "fail", "chain", "fire", "fire_flush_fail", "post"):
+            elif cb in ("write", "fail", "chain", "fire", "fire_flush_fail", "post", "capture"):
                 out.append(("pre_row", tx, o, n))
+            if cb == "capture":
+                out.append(("cap", upsert(src, payload["k"], tx, o)))
             if cb == "chain":
                 ckey = payload.get("key")
                 if not (ckey and ckey in keys):
@@ -666,43 +684,45 @@ class Model:
                 else:
                     done.append(e)
         committed = [e for e in effects if e[0] != "pre"] + done
-        src = self.src
         self.end_tx()
         if prepare:
-            self.prepared[op.gid] = (committed, src)
+            self.outcome = "prepared, finished after the next transaction"
+            self.prepared[op.gid] = (committed, src, self.tx_number)
         else:
             self.outcome = "committed"
-            self.publish((committed, src))
+            self.publish((committed, src, self.tx_number))
         return Expect(status="I", tag=tag_ok, warnings=warnings)
 
     def publish(self, result):
-        """A transaction committed: its effects join the expected tables."""
-        effects, src = result
+        """A transaction committed: its effects join the expected tables,
+        then its post-commit hooks run (in registration order)."""
+        effects, src, wtx = result
         exp = self.expected
-        wtx = self.tx_number
-        mine = exp.rows_of.setdefault(wtx, {t: [] for t in exp.TABLES})
+        src = dict(src)
+        rows = []
         for e in effects:
             if e[0] == "item":
-                row = (e[2], e[3], e[4], wtx)
-                table = BUFFER_TABLE[e[1]]
+                rows.append((BUFFER_TABLE[e[1]], (e[2], e[3], e[4], wtx)))
             elif e[0] == "cap":
-                row = (json.dumps(e[1], sort_keys=True), wtx)
-                table = "cap_log"
+                rows.append(("cap_log", (json.dumps(e[1], sort_keys=True), wtx)))
             elif e[0] == "pipe":
-                row = (e[1], e[2], e[3], wtx)
-                table = "pipe_log"
+                rows.append(("pipe_log", (e[1], e[2], e[3], wtx)))
             elif e[0] == "pre_row":
-                row = (e[1], e[2], e[3], wtx)
-                table = "pre_log"
-            elif e[0] == "post":
-                row = (e[1]["tx"], e[1]["op"], e[1]["n"], None)
-                table = "post_log"
-            else:
+                rows.append(("pre_log", (e[1], e[2], e[3], wtx)))
+            elif e[0] != "post":
                 raise AssertionError(e)
-            mine[table].append(row)
+        for e in effects:
+            if e[0] == "post":
+                p = e[1]
+                rows.append(("post_log", (p["tx"], p["op"], p["n"], None)))
+                if "k" in p:
+                    env = upsert(src, p["k"], p["tx"], p["op"])
+                    rows.append(("cap_log", (json.dumps(env, sort_keys=True), None)))
+        for table, row in rows:
+            exp.unchecked[table].append(row)
             exp.counts[table] += 1
             if table in ("ev_c", "pre_log"):
                 # the deferred trigger's row
-                mine["def_log"].append((table,) + row)
+                exp.unchecked["def_log"].append((table,) + row)
                 exp.counts["def_log"] += 1
-        exp.src = dict(src)
+        exp.src = src

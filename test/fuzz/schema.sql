@@ -197,9 +197,26 @@ BEGIN
     RAISE EXCEPTION 'fz pre-commit hook failure %', p->>'n';
 END $$;
 
--- the post-commit hook callback: deterministic, never fails
+-- changes src row p->>'k' (inserts it, or adds 1 to v): captured
+CREATE FUNCTION fz_upsert(p jsonb) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO src (k, v, tx, op) VALUES ((p->>'k')::int, 0, (p->>'tx')::int, (p->>'op')::int)
+    ON CONFLICT (k) DO UPDATE SET v = src.v + 1, tx = EXCLUDED.tx, op = EXCLUDED.op
+$$;
+CREATE FUNCTION fz_pre_capture(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM fz_pre_write(p);
+    PERFORM fz_upsert(p);
+END $$;
+
+-- the post-commit hook callbacks: deterministic, never failing (the
+-- second changes src in the worker, whose capture writes a batch there)
 CREATE FUNCTION fz_post_write(p jsonb) RETURNS void LANGUAGE sql
     AS $$ INSERT INTO post_log (tx, op, n) VALUES ((p->>'tx')::int, (p->>'op')::int, (p->>'n')::int) $$;
+CREATE FUNCTION fz_post_capture(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM fz_post_write(p);
+    PERFORM fz_upsert(p);
+END $$;
 
 -- runs statements in an exception block, failing on purpose if asked;
 -- returns 'ok' or 'caught' and the SQLSTATE
