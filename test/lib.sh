@@ -1,4 +1,5 @@
 # test/lib.sh: shared by test/run, test/demo and bench/run (sourced, not run).
+# shellcheck shell=bash
 #
 # Installs the Debian packages a command needs when they are missing, builds
 # and installs the extension, and starts a private throwaway cluster (Unix
