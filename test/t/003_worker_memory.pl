@@ -116,19 +116,8 @@ for my $pid (@workers)
 	$total_growth += $total1 - $total0;
 }
 
-my $flat;
-TODO:
-{
-	# the worker keeps each failed hook's error data (in TopMemoryContext):
-	# the fix is on its way in the C code; remove this TODO with it
-	local $TODO = 'the workers leak memory for each failed hook';
-	$flat = cmp_ok($growth, '<', $max_growth,
-		sprintf('1,000 failing hooks grew the workers\' memory in use by %d bytes'
-			  . ' (%d in all), less than %d', $growth, $total_growth, $max_growth));
-}
-# (a TODO test's failure is only shown by prove --verbose)
-diag(sprintf('KNOWN FAILURE (TODO): 1,000 failing hooks grew the workers\' memory in use'
-	  . ' by %d bytes (%d in all), not less than %d', $growth, $total_growth, $max_growth))
-  unless $flat;
+cmp_ok($growth, '<', $max_growth,
+	sprintf('1,000 failing hooks grew the workers\' memory in use by %d bytes'
+		  . ' (%d in all), less than %d', $growth, $total_growth, $max_growth));
 
 done_testing();
