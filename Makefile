@@ -44,13 +44,19 @@ PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 # The two commands of the README work on a fresh machine, before the
 # server headers (and so PGXS) are installed: they install what is missing.
 .DEFAULT_GOAL := all
-.PHONY: demo test bench
+.PHONY: demo test bench print-regress print-isolation
 bench:
 	bash bench/run
 demo:
 	bash test/demo
 test:
 	bash test/run
+# test/run calls pg_regress and pg_isolation_regress itself (their output
+# goes to a temporary directory), with these lists
+print-regress:
+	@echo $(REGRESS)
+print-isolation:
+	@echo $(ISOLATION)
 
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
