@@ -26,7 +26,7 @@ DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0
 PGFILEDESC = "choreograph - transactional orchestration"
 
 # pg_regress files, one per feature, in the order they run
-REGRESS = init definition run bag input trigger errors privileges dump pre_commit buffer buffer_write capture post_commit upgrade
+REGRESS = init definition run bag input trigger errors privileges dump pre_commit buffer buffer_write buffer_types capture post_commit upgrade
 REGRESS_OPTS = --inputdir=.
 
 # Multi-session behaviour, checked by PostgreSQL's isolation tester
@@ -44,13 +44,19 @@ PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 # The two commands of the README work on a fresh machine, before the
 # server headers (and so PGXS) are installed: they install what is missing.
 .DEFAULT_GOAL := all
-.PHONY: demo test bench
+.PHONY: demo test bench print-regress print-isolation
 bench:
 	bash bench/run
 demo:
 	bash test/demo
 test:
 	bash test/run
+# test/run calls pg_regress and pg_isolation_regress itself (their output
+# goes to a temporary directory), with these lists
+print-regress:
+	@echo $(REGRESS)
+print-isolation:
+	@echo $(ISOLATION)
 
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)

@@ -22,7 +22,8 @@ CREATE FUNCTION post_hook(p jsonb) RETURNS void LANGUAGE sql
     AS $$ INSERT INTO post_log (entry, who) VALUES (p->>'entry', current_user) $$;
 CREATE FUNCTION post_entries() RETURNS text LANGUAGE sql
     AS $$ SELECT coalesce(string_agg(entry || ' (' || who || ')', ', ' ORDER BY id), '') FROM post_log $$;
--- waits (up to 30 seconds) until a condition on the outbox holds
+-- waits (up to 30 seconds) until a condition on the outbox holds; says
+-- which when it gives up
 CREATE FUNCTION wait_until(condition text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     deadline timestamptz := clock_timestamp() + interval '30 seconds';
@@ -32,7 +33,7 @@ BEGIN
         EXECUTE 'SELECT ' || condition INTO met;
         EXIT WHEN met;
         IF clock_timestamp() > deadline THEN
-            RETURN 'timed out';
+            RETURN 'timed out after 30 seconds waiting for ' || condition;
         END IF;
         PERFORM pg_sleep(0.05);
     END LOOP;
