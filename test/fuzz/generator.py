@@ -60,7 +60,7 @@ class Generator:
     def random_op(self, in_pl, depth=0):
         r, tx = self.rng, self.tx
         weights = {
-            "fire": 30, "fire_bad": 0 if in_pl else 2, "fire_wait": 5, "fire_wait_bad": 0.7,
+            "fire": 30, "fire_many": 4, "fire_bad": 0 if in_pl else 2, "fire_wait": 5, "fire_wait_bad": 0.7,
             "flush": 6, "flush_all": 3, "insert": 6, "insert_dup": 0.7, "update": 4, "delete": 3,
             "run": 9, "pre": 9, "post": 6 if self.post else 0,
             "block": (5 if depth < 2 else 0) if in_pl else 6, "try": 0 if in_pl else 3,
@@ -73,11 +73,13 @@ class Generator:
         op = self.next_op()
         buf = r.choice(sorted(BUFFERS))
         if kind == "fire":
-            return Fire(buf, tx, op, 0)
+            return Fire(buf, tx, op, 0, variant=self.pick({0: 6, 1: 2, 2: 2}))
+        if kind == "fire_many":
+            return Fire(buf, tx, op, 0, count=r.randint(2, 25))
         if kind == "fire_bad":
             return Fire(buf, tx, op, 0, bad=True)
         if kind == "fire_wait":
-            return FireWait(buf, tx, op, 0)
+            return FireWait(buf, tx, op, 0, variant=self.pick({0: 6, 1: 2, 2: 2}))
         if kind == "fire_wait_bad":
             return FireWait(buf, tx, op, 0, bad=True)
         if kind == "flush":
@@ -105,7 +107,7 @@ class Generator:
             # choreo_run of a failing pipeline fails the statement: now and then
             fatal = pipeline in ("pl_fail", "pl_cancel")
             mode = "run" if r.random() < (0.3 if fatal else 0.5) else "try"
-            return Run(pipeline, mode, tx, op, self.post)
+            return Run(pipeline, mode, tx, op, self.post, count=r.randint(2, 4) if r.random() < 0.2 else 0)
         if kind == "pre":
             cb = self.pick({"write": 6, "noarg": 1, "fail": 3, "chain": 2, "fire": 2,
                             "fire_flush_fail": 2, "post": 1 if self.post else 0,
@@ -162,10 +164,10 @@ class Generator:
 
         emit(Begin())
         savepoint_names = 0
-        for _ in range(r.randint(1, 14)):
+        for _ in range(r.randint(1, 14) if r.random() < 0.9 else r.randint(15, 50)):
             open_sp = m.savepoints()
             action = self.pick({
-                "op": 60, "savepoint": 12 if len(open_sp) < 4 else 0,
+                "op": 60, "savepoint": 12 if len(open_sp) < 6 else 0,
                 "release": 8 if open_sp else 0, "rollback_to": 10 if open_sp else 0,
                 "error": 4 if open_sp else 0.7,
             })

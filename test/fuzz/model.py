@@ -74,23 +74,38 @@ class Op:
 
 
 class Fire(Op):
-    def __init__(self, buf, tx, op, n, bad=False):
+    """choreo_fire_forget of item (tx, op, n); variant 1 leaves n out (its
+    default is 0), variant 2 names one more column, so that batches mix
+    column sets; count > 0 fires items n = 1..count in one statement."""
+
+    def __init__(self, buf, tx, op, n, bad=False, variant=0, count=0):
         self.buf, self.tx, self.op, self.n, self.bad = buf, tx, op, n, bad
+        self.variant, self.count = variant, count
         self.in_pl = not bad
 
     def item(self):
-        d = {"tx": self.tx, "op": self.op, "n": self.n}
+        d = {"tx": self.tx, "op": self.op}
+        if not (self.variant == 1 and self.n == 0):
+            d["n"] = self.n
         if self.bad:
             d["tag"] = "bad"
+        elif self.variant == 2:
+            d["tag"] = "x"
         return d
 
+    def numbers(self):
+        return list(range(1, self.count + 1)) if self.count else [self.n]
+
     def sql(self):
+        if self.count:
+            return ("SELECT count(choreo_fire_forget(%s, jsonb_build_object('tx', %d, 'op', %d, 'n', g))) "
+                    "FROM generate_series(1, %d) g" % (q(self.buf), self.tx, self.op, self.count))
         return "SELECT choreo_fire_forget(%s, %s)" % (q(self.buf), jlit(self.item()))
 
 
 class FireWait(Fire):
-    def __init__(self, buf, tx, op, n, bad=False):
-        super().__init__(buf, tx, op, n, bad)
+    def __init__(self, buf, tx, op, n, bad=False, variant=0):
+        super().__init__(buf, tx, op, n, bad, variant)
         self.in_pl = True
 
     def sql(self):
@@ -148,14 +163,18 @@ class Fail(Op):
 class Run(Op):
     PIPELINES = ("pl_ok", "pl_fail", "pl_cancel", "pl_nest")
 
-    def __init__(self, pipeline, mode, tx, op, post):
+    def __init__(self, pipeline, mode, tx, op, post, count=0):
         self.pipeline, self.mode, self.tx, self.op, self.post = pipeline, mode, tx, op, post
+        self.count = count      # > 0: that many runs in one statement
 
     def sql(self):
         fn = "choreo_run" if self.mode == "run" else "choreo_try_run"
         inp = {"tx": self.tx, "op": self.op}
         if self.post:
             inp["post"] = True
+        if self.count:
+            return "SELECT min(%s(%s, %s)->>'status') FROM generate_series(1, %d)" % (
+                fn, q(self.pipeline), jlit(inp), self.count)
         return "SELECT %s(%s, %s)->>'status'" % (fn, q(self.pipeline), jlit(inp))
 
     def pl(self):
@@ -441,7 +460,8 @@ class Model:
                     raise StatementError(CHECK)       # written at once
                 self.stack[-1].bad = True
             else:
-                self.add(("item", op.buf, op.tx, op.op, op.n))
+                for n in op.numbers():
+                    self.add(("item", op.buf, op.tx, op.op, n))
         elif t is Flush:
             pass
         elif t is Insert:
@@ -466,7 +486,8 @@ class Model:
         elif t is Fail:
             raise StatementError(op.state)
         elif t is Run:
-            self.run_pipeline(op)
+            for _ in range(max(op.count, 1)):
+                self.run_pipeline(op)
         elif t is Pre:
             if op.key and self.key_used("pre", op.key):
                 return
