@@ -613,6 +613,7 @@ class Model:
             self.push("savepoint", op.name)
             return Expect(status="T", uncertain=unc)
         if t is Release:
+            assert not unc, "no RELEASE while a bad item is pending (see the generator)"
             names = self.savepoints()
             if op.name not in names:
                 self.failed = True
