@@ -141,7 +141,7 @@ class Checker:
         return res
 
     # -- the database ----------------------------------------------------
-    COLUMNS = {"cap_log": "payload, wtx", "pipe_log": "tx, op, step, wtx", "def_log": "src, tx, op, n, wtx"}
+    COLUMNS = {"cap_log": "payload, wtx, who", "pipe_log": "tx, op, step, wtx, who", "def_log": "src, tx, op, n, wtx"}
 
     def snapshot(self, t, full):
         # the rows written since the last check: ids only grow, and every
@@ -149,7 +149,7 @@ class Checker:
         sel = []
         for table in self.expected.TABLES:
             sel.append("'%s', (SELECT coalesce(json_agg(json_build_array(id, %s) ORDER BY id), '[]') "
-                       "FROM %s WHERE id > %d)" % (table, self.COLUMNS.get(table, "tx, op, n, wtx"),
+                       "FROM %s WHERE id > %d)" % (table, self.COLUMNS.get(table, "tx, op, n, wtx, who"),
                                                   table, self.watermark.get(table, 0)))
         if full:
             sel.append("'counts', json_build_object(%s)" % ", ".join(
@@ -202,7 +202,7 @@ class Checker:
             if got:
                 new_watermark[table] = got[-1][0]
             if table == "cap_log":
-                got = [(json.dumps(p, sort_keys=True), w) for _, p, w in got]
+                got = [(json.dumps(p, sort_keys=True), w, who) for _, p, w, who in got]
             else:
                 got = [tuple(r[1:]) for r in got]
             want = exp.unchecked[table]

@@ -11,7 +11,7 @@ import random
 
 from model import (BUFFERS, Begin, Block, Commit, Delete, Fail, FinishPrepared, Fire,
                    FireWait, Flush, Insert, Post, Pre, Prepare, Release, Rollback,
-                   RollbackTo, Run, Savepoint, Update)
+                   RollbackTo, Run, Savepoint, SetRole, Update)
 
 KEYS = 24                       # src keys are 1..KEYS
 PRE_KEYS = ("k1", "k2", "k3")
@@ -27,8 +27,8 @@ class Statement:
 
 
 class Generator:
-    def __init__(self, seed, model, post_enabled):
-        self.seed, self.model, self.post = seed, model, post_enabled
+    def __init__(self, seed, model, post_enabled, role=None):
+        self.seed, self.model, self.post, self.role = seed, model, post_enabled, role
         self.pending = None     # a transaction left prepared, finished by the next one
         self.no_src = False
 
@@ -73,7 +73,7 @@ class Generator:
         op = self.next_op()
         buf = r.choice(sorted(BUFFERS))
         if kind == "fire":
-            return Fire(buf, tx, op, 0, variant=self.pick({0: 6, 1: 2, 2: 2}))
+            return Fire(buf, tx, op, 0, variant=self.pick({0: 6, 1: 2, 2: 2, 3: 0.5}))
         if kind == "fire_many":
             return Fire(buf, tx, op, 0, count=r.randint(2, 25))
         if kind == "fire_bad":
@@ -174,7 +174,7 @@ class Generator:
             action = self.pick({
                 "op": 60, "savepoint": 12 if len(open_sp) < 6 else 0,
                 "release": 8 if open_sp and not unc else 0, "rollback_to": 10 if open_sp else 0,
-                "error": 4 if open_sp else 0.7,
+                "error": 4 if open_sp else 0.7, "role": 3 if self.role else 0,
             })
             if m.failed and not m.uncertain and open_sp and r.random() < 0.7:
                 action = "rollback_to"
@@ -191,6 +191,8 @@ class Generator:
                 # mostly the innermost, sometimes an outer one
                 name = open_sp[-1] if r.random() < 0.7 else r.choice(open_sp)
                 emit(Release(name) if action == "release" else RollbackTo(name))
+            elif action == "role":
+                emit(SetRole(self.role if r.random() < 0.6 else None))
             elif action == "error":
                 self.next_op()
                 emit(Fail(r.choice(("div0", "raise"))))

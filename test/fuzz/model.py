@@ -76,7 +76,7 @@ class Op:
 class Fire(Op):
     """choreo_fire_forget of item (tx, op, n); variant 1 leaves n out (its
     default is 0), variant 2 names one more column, so that batches mix
-    column sets; count > 0 fires items n = 1..count in one statement."""
+    column sets (variant 3 a long one); count > 0 fires items n = 1..count in one statement."""
 
     def __init__(self, buf, tx, op, n, bad=False, variant=0, count=0):
         self.buf, self.tx, self.op, self.n, self.bad = buf, tx, op, n, bad
@@ -91,6 +91,8 @@ class Fire(Op):
             d["tag"] = "bad"
         elif self.variant == 2:
             d["tag"] = "x"
+        elif self.variant == 3:
+            d["tag"] = "L" * 3000       # stored out of line
         return d
 
     def numbers(self):
@@ -272,6 +274,17 @@ class Block(Op):
         raise AssertionError("nested blocks are rendered by their parent")
 
 
+class SetRole(Op):
+    """SET LOCAL ROLE (role) or RESET ROLE (None): no effect on what is written."""
+    in_pl = False
+
+    def __init__(self, role):
+        self.role = role
+
+    def sql(self):
+        return "SET LOCAL ROLE %s" % self.role if self.role else "RESET ROLE"
+
+
 class Savepoint(Op):
     in_pl = False
 
@@ -404,9 +417,10 @@ def upsert(src, k, tx, op):
 # the model of one transaction
 
 class Model:
-    def __init__(self, expected, post_enabled):
+    def __init__(self, expected, post_enabled, session_role):
         self.expected = expected
         self.post_enabled = post_enabled
+        self.session_role = self.role = session_role
         self.reset()
 
     def reset(self):
@@ -430,11 +444,13 @@ class Model:
                 yield e
 
     def key_used(self, kind, key):
-        return any(e[0] == kind and e[-1] == key for e in self.live_effects())
+        # an effect's last element is the role; a registration's key is before it
+        return any(e[0] == kind and e[-2] == key for e in self.live_effects())
 
     # -- scopes ----------------------------------------------------------
     def push(self, kind, name=None):
         s = Scope(kind, name, copy.copy(self.src))
+        s.role = self.role
         self.stack.append(s)
         return s
 
@@ -446,9 +462,11 @@ class Model:
     def pop_rollback(self):
         s = self.stack.pop()
         self.src = s.src
+        self.role = s.role          # SET LOCAL ROLE rolls back too
 
     def add(self, effect):
-        self.stack[-1].effects.append(effect)
+        """Records an effect, with the role that asked for it."""
+        self.stack[-1].effects.append(effect + (self.role,))
 
     # -- operations ------------------------------------------------------
     def run_op(self, op):
@@ -464,6 +482,8 @@ class Model:
                     self.add(("item", op.buf, op.tx, op.op, n))
         elif t is Flush:
             pass
+        elif t is SetRole:
+            self.role = op.role or self.session_role
         elif t is Insert:
             keys = [k for k, _ in op.rows]
             if len(set(keys)) != len(keys) or any(k in self.src for k in keys):
@@ -579,6 +599,7 @@ class Model:
             assert not self.in_tx
             self.in_tx, self.failed = True, False
             self.src = dict(self.expected.src)
+            self.role = self.session_role
             self.stack = [Scope("top", None, copy.copy(self.src))]
             return Expect(status="T")
         if t is FinishPrepared:
@@ -642,6 +663,7 @@ class Model:
 
     def end_tx(self):
         self.in_tx = False
+        self.role = self.session_role
         self.stack = []
         self.failed = False
         self.src = dict(self.expected.src)
@@ -670,27 +692,27 @@ class Model:
         src = dict(self.src)    # as the hooks leave it
         i = 0
         while i < len(queue):
-            _, cb, payload, on_error, key = queue[i]
+            _, cb, payload, on_error, key, role = queue[i]
             i += 1
             tx, o, n = payload["tx"], payload["op"], payload["n"]
             out = []            # this hook's effects
             fails = False
             if cb == "noarg":
-                out.append(("pre_row", self.tx_number, -1, -1))
+                out.append(("pre_row", self.tx_number, -1, -1, role))
             elif cb in ("write", "fail", "chain", "fire", "fire_flush_fail", "post", "capture"):
-                out.append(("pre_row", tx, o, n))
+                out.append(("pre_row", tx, o, n, role))
             if cb == "capture":
-                out.append(("cap", upsert(src, payload["k"], tx, o)))
+                out.append(("cap", upsert(src, payload["k"], tx, o), role))
             if cb == "chain":
                 ckey = payload.get("key")
                 if not (ckey and ckey in keys):
                     if ckey:
                         keys.add(ckey)
-                    out.append(("queue", ("pre", "write", {"tx": tx, "op": o, "n": n + 1}, "abort", ckey)))
+                    out.append(("queue", ("pre", "write", {"tx": tx, "op": o, "n": n + 1}, "abort", ckey, role)))
             elif cb in ("fire", "fire_flush_fail"):
-                out.append(("item", payload["buffer"], tx, o, n + 1))
+                out.append(("item", payload["buffer"], tx, o, n + 1, role))
             elif cb in ("post", "post_fail"):
-                out.append(("post", {"tx": tx, "op": o, "n": n + 1}, None))
+                out.append(("post", {"tx": tx, "op": o, "n": n + 1}, None, role))
             if cb in ("fail", "fire_flush_fail", "post_fail"):
                 fails = True
             if fails:
@@ -722,29 +744,32 @@ class Model:
         exp = self.expected
         src = dict(src)
         rows = []
+        # each row ends with the role that wrote it (who): the one that
+        # fired the item, ran the pipeline or the DML, registered the hook
         for e in effects:
+            who = e[-1]
             if e[0] == "item":
-                rows.append((BUFFER_TABLE[e[1]], (e[2], e[3], e[4], wtx)))
+                rows.append((BUFFER_TABLE[e[1]], (e[2], e[3], e[4], wtx, who)))
             elif e[0] == "cap":
-                rows.append(("cap_log", (json.dumps(e[1], sort_keys=True), wtx)))
+                rows.append(("cap_log", (json.dumps(e[1], sort_keys=True), wtx, who)))
             elif e[0] == "pipe":
-                rows.append(("pipe_log", (e[1], e[2], e[3], wtx)))
+                rows.append(("pipe_log", (e[1], e[2], e[3], wtx, who)))
             elif e[0] == "pre_row":
-                rows.append(("pre_log", (e[1], e[2], e[3], wtx)))
+                rows.append(("pre_log", (e[1], e[2], e[3], wtx, who)))
             elif e[0] != "post":
                 raise AssertionError(e)
         for e in effects:
             if e[0] == "post":
-                p = e[1]
-                rows.append(("post_log", (p["tx"], p["op"], p["n"], None)))
+                p, who = e[1], e[-1]
+                rows.append(("post_log", (p["tx"], p["op"], p["n"], None, who)))
                 if "k" in p:
                     env = upsert(src, p["k"], p["tx"], p["op"])
-                    rows.append(("cap_log", (json.dumps(env, sort_keys=True), None)))
+                    rows.append(("cap_log", (json.dumps(env, sort_keys=True), None, who)))
         for table, row in rows:
             exp.unchecked[table].append(row)
             exp.counts[table] += 1
             if table in ("ev_c", "pre_log"):
                 # the deferred trigger's row
-                exp.unchecked["def_log"].append((table,) + row)
+                exp.unchecked["def_log"].append((table,) + row[:4])
                 exp.counts["def_log"] += 1
         exp.src = src

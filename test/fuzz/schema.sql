@@ -1,8 +1,8 @@
 -- test/fuzz/schema.sql: what the random-transaction test creates in its own
 -- database.  Every row written carries the identity of the operation that
 -- asked for it (tx, op, n) and of the transaction that wrote it (wtx, from
--- the session setting fz.tx, NULL in a background worker), so the checker
--- can compare exactly.
+-- the session setting fz.tx, NULL in a background worker) and of the role
+-- that wrote it (who), so the checker can compare exactly.
 SET client_min_messages = warning;
 CREATE EXTENSION choreograph;
 
@@ -15,7 +15,7 @@ CREATE FUNCTION fz_wtx() RETURNS int LANGUAGE sql STABLE
 -- when its batch is written.
 CREATE TABLE ev_a (id bigserial PRIMARY KEY, tx int NOT NULL, op int NOT NULL,
                    n int NOT NULL DEFAULT 0, tag text CHECK (tag IS DISTINCT FROM 'bad'),
-                   wtx int DEFAULT fz_wtx());
+                   wtx int DEFAULT fz_wtx(), who name DEFAULT current_user);
 CREATE TABLE ev_b (LIKE ev_a INCLUDING ALL);
 CREATE TABLE ev_c (LIKE ev_a INCLUDING ALL);
 CREATE TABLE ev_d (LIKE ev_a INCLUDING ALL);
@@ -27,7 +27,7 @@ CREATE TRIGGER ev_d_before BEFORE INSERT ON ev_d FOR EACH ROW EXECUTE FUNCTION f
 -- 'p' writes into a partitioned table (the INSERT path too)
 CREATE TABLE ev_p (id bigint NOT NULL DEFAULT nextval('ev_a_id_seq'), tx int NOT NULL, op int NOT NULL,
                    n int NOT NULL DEFAULT 0, tag text CHECK (tag IS DISTINCT FROM 'bad'),
-                   wtx int DEFAULT fz_wtx()) PARTITION BY HASH (op);
+                   wtx int DEFAULT fz_wtx(), who name DEFAULT current_user) PARTITION BY HASH (op);
 CREATE TABLE ev_p0 PARTITION OF ev_p FOR VALUES WITH (MODULUS 2, REMAINDER 0);
 CREATE TABLE ev_p1 PARTITION OF ev_p FOR VALUES WITH (MODULUS 2, REMAINDER 1);
 -- a deferred trigger on 'c' and on what pre-commit hooks write: the rows
@@ -48,15 +48,19 @@ SELECT choreo_create_buffer('p', 'ev_p', 2);
 
 -- change capture: every change of src is an envelope in cap_log
 CREATE TABLE src (k int PRIMARY KEY, v int NOT NULL, tx int, op int);
-CREATE TABLE cap_log (id bigserial PRIMARY KEY, payload jsonb NOT NULL, wtx int DEFAULT fz_wtx());
+CREATE TABLE cap_log (id bigserial PRIMARY KEY, payload jsonb NOT NULL, wtx int DEFAULT fz_wtx(),
+                      who name DEFAULT current_user);
 SELECT choreo_create_buffer('cap', 'cap_log', 4);
 CREATE TRIGGER src_capture AFTER INSERT OR UPDATE OR DELETE ON src
     FOR EACH ROW EXECUTE FUNCTION choreo_capture('cap', 'payload');
 
 -- what pipelines and hooks write
-CREATE TABLE pipe_log (id bigserial PRIMARY KEY, tx int, op int, step text, wtx int DEFAULT fz_wtx());
-CREATE TABLE pre_log (id bigserial PRIMARY KEY, tx int, op int, n int, wtx int DEFAULT fz_wtx());
-CREATE TABLE post_log (id bigserial PRIMARY KEY, tx int, op int, n int, wtx int DEFAULT fz_wtx());
+CREATE TABLE pipe_log (id bigserial PRIMARY KEY, tx int, op int, step text, wtx int DEFAULT fz_wtx(),
+                       who name DEFAULT current_user);
+CREATE TABLE pre_log (id bigserial PRIMARY KEY, tx int, op int, n int, wtx int DEFAULT fz_wtx(),
+                      who name DEFAULT current_user);
+CREATE TABLE post_log (id bigserial PRIMARY KEY, tx int, op int, n int, wtx int DEFAULT fz_wtx(),
+                       who name DEFAULT current_user);
 CREATE CONSTRAINT TRIGGER pre_log_deferred AFTER INSERT ON pre_log DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION fz_deferred();
 
@@ -252,3 +256,19 @@ CREATE INDEX ON pre_log (tx); CREATE INDEX ON pre_log (wtx);
 CREATE INDEX ON post_log (tx);
 CREATE INDEX ON ev_p (id); CREATE INDEX ON ev_p (tx); CREATE INDEX ON ev_p (wtx);
 CREATE INDEX ON def_log (tx); CREATE INDEX ON def_log (wtx);
+
+-- a second role (named after the database), when the connecting role may
+-- create one: transactions switch to it with SET LOCAL ROLE, so items of
+-- one buffer come from two roles and hooks run as either
+DO $$
+BEGIN
+    BEGIN
+        EXECUTE format('CREATE ROLE %I NOLOGIN', current_database() || '_other');
+    EXCEPTION WHEN duplicate_object THEN
+        NULL;
+    WHEN insufficient_privilege THEN
+        RETURN;
+    END;
+    EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA public TO %I', current_database() || '_other');
+    EXECUTE format('GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO %I', current_database() || '_other');
+END $$;
