@@ -50,6 +50,7 @@ class ServerLog:
     def __init__(self, path):
         self.path = path
         self.offset = 0
+        self.found = []         # every crash line seen
         if path:
             try:
                 self.offset = os.path.getsize(path)
@@ -57,7 +58,8 @@ class ServerLog:
                 self.path = None
 
     def crashes(self):
-        """New lines about a process terminated by a signal (and what it ran)."""
+        """New lines about a process terminated by a signal (and what it
+        ran), since the last call."""
         if not self.path:
             return []
         try:
@@ -66,13 +68,17 @@ class ServerLog:
                 data = f.read()
         except OSError:
             return []
-        lines = data.decode("utf-8", "replace").splitlines()
+        # a line still being written is read again next time
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        lines = data[:end].decode("utf-8", "replace").splitlines()
         out = []
         for i, line in enumerate(lines):
             if "terminated by signal" in line or "was terminated by exception" in line or "PANIC" in line:
                 out.append(line)
                 if i + 1 < len(lines) and "Failed process was running" in lines[i + 1]:
                     out.append(lines[i + 1])
+        self.found.extend(out)
         return out
 
 
