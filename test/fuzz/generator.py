@@ -10,7 +10,7 @@ drawn, and comes out with what it must do.
 import random
 
 from model import (BUFFERS, Begin, Block, Commit, Delete, Fail, FinishPrepared, Fire,
-                   FireWait, Flush, Insert, Post, Pre, Prepare, Release, Rollback,
+                   FireWait, Flush, Insert, Post, Pre, Prepare, Release, Rollback, Dyn,
                    RollbackTo, Run, Savepoint, SetRole, Update)
 
 KEYS = 24                       # src keys are 1..KEYS
@@ -63,6 +63,8 @@ class Generator:
             "fire": 30, "fire_many": 4, "fire_bad": 0 if in_pl else 2, "fire_wait": 5, "fire_wait_bad": 0.7,
             "flush": 6, "flush_all": 3, "insert": 6, "insert_dup": 0.7, "update": 4, "delete": 3,
             "run": 9, "pre": 9, "post": 6 if self.post else 0,
+            # definitions change as the connecting role only (it owns pl_dyn)
+            "dyn": 3 if self.model.role == self.model.session_role and not self.no_src else 0,
             "block": (5 if depth < 2 else 0) if in_pl else 6, "try": 0 if in_pl else 3,
         }
         if self.no_src:
@@ -104,6 +106,8 @@ class Generator:
             return Delete(r.sample(range(1, KEYS + 1), r.randint(1, 3)))
         if kind == "run":
             pipeline = r.choice(Run.PIPELINES)
+            if pipeline == "pl_dyn" and self.model.dyn is None and r.random() < 0.7:
+                pipeline = "pl_ok"      # running a pipeline that does not exist: now and then
             # choreo_run of a failing pipeline fails the statement: now and then
             fatal = pipeline in ("pl_fail", "pl_cancel")
             mode = "run" if r.random() < (0.3 if fatal else 0.5) else "try"
@@ -128,6 +132,14 @@ class Generator:
         if kind == "post":
             capture_k = r.randint(1, KEYS) if not self.no_src and r.random() < 0.25 else None
             return Post(tx, op, 0, self.key(POST_KEYS, self.post_keys, 0.5), capture_k)
+        if kind == "dyn":
+            action = self.pick({"add": 6, "remove": 3, "drop": 1})
+            steps = [s for s, _ in self.model.dyn or ()]
+            if action == "remove" and steps and r.random() < 0.7:
+                step = r.choice(steps)
+            else:
+                step = r.choice(("d1", "d2", "d3", "d4"))
+            return Dyn(action, step, r.choice(("w1", "w2", "w3", "w9")))
         if kind == "block":
             return self.random_block(depth)
         if kind == "try":

@@ -163,7 +163,7 @@ class Fail(Op):
 
 
 class Run(Op):
-    PIPELINES = ("pl_ok", "pl_fail", "pl_cancel", "pl_nest")
+    PIPELINES = ("pl_ok", "pl_fail", "pl_cancel", "pl_nest", "pl_dyn")
 
     def __init__(self, pipeline, mode, tx, op, post, count=0):
         self.pipeline, self.mode, self.tx, self.op, self.post = pipeline, mode, tx, op, post
@@ -285,6 +285,21 @@ class SetRole(Op):
         return "SET LOCAL ROLE %s" % self.role if self.role else "RESET ROLE"
 
 
+class Dyn(Op):
+    """A change of the definition of pipeline pl_dyn: add step (with a job
+    writing label), remove step, or drop the pipeline (step None)."""
+
+    def __init__(self, action, step=None, label=None):
+        self.action, self.step, self.label = action, step, label
+
+    def sql(self):
+        if self.action == "add":
+            return "SELECT choreo_add_step('pl_dyn', %s, 'fz_job_%s(jsonb)')" % (q(self.step), self.label)
+        if self.action == "remove":
+            return "SELECT choreo_remove_step('pl_dyn', %s)" % q(self.step)
+        return "SELECT choreo_drop_pipeline('pl_dyn')"
+
+
 class Savepoint(Op):
     in_pl = False
 
@@ -395,6 +410,7 @@ class Expected:
 
     def __init__(self):
         self.src = {}           # k -> (v, tx, op)
+        self.dyn = None         # pl_dyn's steps ((step, label), ...), None: no such pipeline
         self.counts = {t: 0 for t in self.TABLES}
         self.unchecked = {t: [] for t in self.TABLES}   # rows published since the last check
 
@@ -428,6 +444,7 @@ class Model:
         self.stack = []
         self.failed = False
         self.src = dict(self.expected.src)
+        self.dyn = self.expected.dyn
         self.prepared = {}      # gid -> committed-effects list (not yet visible)
 
     # -- state the generator looks at ------------------------------------
@@ -450,7 +467,7 @@ class Model:
     # -- scopes ----------------------------------------------------------
     def push(self, kind, name=None):
         s = Scope(kind, name, copy.copy(self.src))
-        s.role = self.role
+        s.role, s.dyn = self.role, self.dyn
         self.stack.append(s)
         return s
 
@@ -463,6 +480,7 @@ class Model:
         s = self.stack.pop()
         self.src = s.src
         self.role = s.role          # SET LOCAL ROLE rolls back too
+        self.dyn = s.dyn            # so do definitions
 
     def add(self, effect):
         """Records an effect, with the role that asked for it."""
@@ -484,6 +502,20 @@ class Model:
             pass
         elif t is SetRole:
             self.role = op.role or self.session_role
+        elif t is Dyn:
+            steps = self.dyn
+            if op.action == "add":
+                if steps is not None and any(s == op.step for s, _ in steps):
+                    raise StatementError("42710")
+                self.dyn = (steps or ()) + ((op.step, op.label),)
+            elif op.action == "remove":
+                if steps is None or not any(s == op.step for s, _ in steps):
+                    raise StatementError("42704")
+                self.dyn = tuple(x for x in steps if x[0] != op.step)
+            else:
+                if steps is None:
+                    raise StatementError("42704")
+                self.dyn = None
         elif t is Insert:
             keys = [k for k, _ in op.rows]
             if len(set(keys)) != len(keys) or any(k in self.src for k in keys):
@@ -570,7 +602,13 @@ class Model:
         def pl_fail_tried():
             pipe("w1")          # the failing job's writes are rolled back
 
-        if p == "pl_ok":
+        if p == "pl_dyn":
+            if self.dyn is None:
+                raise StatementError("42704")      # unknown pipeline, even under try_run
+            op.status = "completed"
+            for _, label in self.dyn:
+                pipe(label)
+        elif p == "pl_ok":
             op.status = "completed"
             pl_ok()
         elif p == "pl_nest":
@@ -599,8 +637,10 @@ class Model:
             assert not self.in_tx
             self.in_tx, self.failed = True, False
             self.src = dict(self.expected.src)
+            self.dyn = self.expected.dyn
             self.role = self.session_role
             self.stack = [Scope("top", None, copy.copy(self.src))]
+            self.stack[0].role, self.stack[0].dyn = self.role, self.dyn
             return Expect(status="T")
         if t is FinishPrepared:
             effects = self.prepared.pop(op.gid, None)
@@ -663,6 +703,7 @@ class Model:
 
     def end_tx(self):
         self.in_tx = False
+        self.dyn = self.expected.dyn
         self.role = self.session_role
         self.stack = []
         self.failed = False
@@ -728,19 +769,20 @@ class Model:
                 else:
                     done.append(e)
         committed = [e for e in effects if e[0] != "pre"] + done
+        dyn = self.dyn
         self.end_tx()
         if prepare:
             self.outcome = "prepared, finished after the next transaction"
-            self.prepared[op.gid] = (committed, src, self.tx_number)
+            self.prepared[op.gid] = (committed, src, self.tx_number, dyn)
         else:
             self.outcome = "committed"
-            self.publish((committed, src, self.tx_number))
+            self.publish((committed, src, self.tx_number, dyn))
         return Expect(status="I", tag=tag_ok, warnings=warnings)
 
     def publish(self, result):
         """A transaction committed: its effects join the expected tables,
         then its post-commit hooks run (in registration order)."""
-        effects, src, wtx = result
+        effects, src, wtx, dyn = result
         exp = self.expected
         src = dict(src)
         rows = []
@@ -773,3 +815,4 @@ class Model:
                 exp.unchecked["def_log"].append((table,) + row[:4])
                 exp.counts["def_log"] += 1
         exp.src = src
+        exp.dyn = dyn
