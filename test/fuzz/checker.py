@@ -8,7 +8,7 @@ import os
 import time
 
 import pgwire
-from model import ABORTED, CANCEL, CHECK, DIV0, NO_PREPARED, NO_SAVEPOINT, RAISE, UNIQUE, Expected
+from model import ABORTED, CANCEL, CHECK, DIV0, NO_PREPARED, NO_SAVEPOINT, RAISE, UNIQUE
 
 # what a statement may fail with while a bad item is pending (see model.py)
 UNCERTAIN_STATES = {CHECK, ABORTED, NO_SAVEPOINT, RAISE, DIV0, UNIQUE, CANCEL, NO_PREPARED}

@@ -12,6 +12,10 @@ transactions and PL/pgSQL exception blocks:
   savepoint, a PL/pgSQL exception block, a precheck, a try_run job, an
   on_error => 'log' hook; a scope that rolls back forgets its effects, one
   that is released hands them to its parent;
+- the captured table's rows, the current role (SET LOCAL ROLE) and pl_dyn's
+  definition are state that a rolled-back scope restores;
+- every effect records the role that asked for it: items are written as
+  the firing role, hooks run as the registering role;
 - buffer items are written once if the transaction commits, whenever their
   batch is written: the model does not predict when batches are written,
   only what is in the tables in the end;
