@@ -12,6 +12,7 @@ OBJS = \
 	src/hooks.o \
 	src/jsonb_util.o \
 	src/jsonb_writer.o \
+	src/json_to_column.o \
 	src/pipeline_cache.o \
 	src/run.o \
 	src/run_state.o \
@@ -21,7 +22,7 @@ OBJS = \
 	src/util.o \
 	src/worker.o
 
-DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql
+DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0.2--0.3.sql
 PGFILEDESC = "choreograph - transactional orchestration"
 
 # pg_regress files, one per feature, in the order they run
@@ -43,13 +44,19 @@ PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 # The two commands of the README work on a fresh machine, before the
 # server headers (and so PGXS) are installed: they install what is missing.
 .DEFAULT_GOAL := all
-.PHONY: demo test bench
+.PHONY: demo test bench print-regress print-isolation
 bench:
 	bash bench/run
 demo:
 	bash test/demo
 test:
 	bash test/run
+# test/run calls pg_regress and pg_isolation_regress itself (their output
+# goes to a temporary directory), with these lists
+print-regress:
+	@echo $(REGRESS)
+print-isolation:
+	@echo $(ISOLATION)
 
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)

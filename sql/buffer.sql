@@ -206,6 +206,140 @@ SELECT count(choreo_fire_forget('bulk', jsonb_build_object('kind', 'bulk', 'amou
 SELECT count(*), min(amount), max(amount), bool_and(id = amount + (SELECT min(id) - 1 FROM events)) AS in_order
   FROM events;
 
+-- savepoints after a flush (each of these once crashed the server): the
+-- batch list was rebuilt in the subtransaction's memory
+TRUNCATE events;
+BEGIN;
+SELECT choreo_fire_forget('events', '{"kind": "1 before s1"}');
+SAVEPOINT s1;
+SELECT choreo_flush();
+ROLLBACK TO s1;
+SAVEPOINT s2;
+ROLLBACK TO s2;
+SAVEPOINT s3;
+SELECT choreo_fire_forget('events', '{"kind": "2 in s3"}');
+SELECT choreo_flush();
+RELEASE s3;
+SAVEPOINT s4;
+SELECT choreo_fire_forget('events', '{"kind": "rolled back in s4"}');
+ROLLBACK TO s4;
+COMMIT;
+SELECT kind FROM events ORDER BY id;
+-- a statement error inside a savepoint after a flush
+TRUNCATE events;
+BEGIN;
+SELECT choreo_fire_forget('events', '{"kind": "1 outer"}');
+SAVEPOINT a;
+SELECT choreo_flush();
+SAVEPOINT b;
+SELECT 1 / 0;
+ROLLBACK TO b;
+RELEASE a;
+SAVEPOINT c;
+SELECT choreo_fire_forget('events', '{"kind": "2 in c"}');
+SELECT choreo_flush();
+SELECT 1 / 0;
+ROLLBACK TO c;
+COMMIT;
+SELECT kind FROM events ORDER BY id;
+-- exception blocks after flushes, many times over
+TRUNCATE events;
+DO $$
+BEGIN
+    FOR i IN 1 .. 50 LOOP
+        PERFORM choreo_fire_forget('events', jsonb_build_object('kind', 'kept ' || i));
+        BEGIN
+            PERFORM choreo_flush();
+            PERFORM choreo_fire_forget('events', jsonb_build_object('kind', 'dropped ' || i));
+            PERFORM choreo_flush();
+            PERFORM 1 / 0;
+        EXCEPTION WHEN division_by_zero THEN
+            NULL;
+        END;
+    END LOOP;
+END $$;
+SELECT count(*) AS kept, count(*) FILTER (WHERE kind LIKE 'dropped%') AS dropped,
+       bool_and(kind = 'kept ' || rank) AS in_order
+  FROM (SELECT kind, row_number() OVER (ORDER BY id) AS rank FROM events) e;
+
+-- values computed per item live in the batch, not in the fired argument
+-- (unconstrained numeric values once pointed into freed memory)
+CREATE TABLE measures (id serial PRIMARY KEY, n numeric, label text, ok bool);
+SELECT choreo_create_buffer('measures', 'measures', 100);
+SELECT count(choreo_fire_forget('measures', jsonb_build_object('n', g * 1.5))) FROM generate_series(1, 3) g;
+SELECT id, n FROM measures ORDER BY id;
+TRUNCATE measures RESTART IDENTITY;
+BEGIN;
+SELECT count(choreo_fire_forget('measures',
+             jsonb_build_object('n', g * 1.5, 'label', 'l' || g, 'ok', g % 2 = 0)))
+  FROM generate_series(1, 5000) g;
+COMMIT;
+SELECT count(*) AS items, count(*) FILTER (WHERE n <> id * 1.5 OR label <> 'l' || id
+                                           OR ok <> (id % 2 = 0)) AS wrong
+  FROM measures;
+
+-- a buffer dropped and created again in the same transaction, under the
+-- same name but for another table, writes into the new table; items
+-- fired before still go to the old one
+CREATE TABLE measures_b (id serial PRIMARY KEY, n numeric);
+TRUNCATE measures;
+BEGIN;
+SELECT choreo_fire_forget('measures', '{"n": 1}');
+SELECT choreo_drop_buffer('measures');
+SELECT choreo_create_buffer('measures', 'measures_b');
+SELECT choreo_fire_forget('measures', '{"n": 2}');
+SELECT choreo_flush('measures') AS flushed;
+SELECT choreo_fire_forget('measures', '{"n": 3}');
+COMMIT;
+SELECT 'measures' AS t, n FROM measures UNION ALL SELECT 'measures_b', n FROM measures_b ORDER BY 1, 2;
+-- and after a rollback to a savepoint, the definition of before it again
+TRUNCATE measures, measures_b;
+BEGIN;
+SELECT choreo_fire_forget('measures', '{"n": 1}');
+SAVEPOINT redefine;
+SELECT choreo_drop_buffer('measures');
+SELECT choreo_create_buffer('measures', 'measures');
+SELECT choreo_fire_forget('measures', '{"n": 2}');
+ROLLBACK TO redefine;
+SELECT choreo_fire_forget('measures', '{"n": 3}');
+COMMIT;
+SELECT 'measures' AS t, n FROM measures UNION ALL SELECT 'measures_b', n FROM measures_b ORDER BY 1, 2;
+-- firing into a buffer dropped in this transaction raises
+BEGIN;
+SELECT choreo_drop_buffer('measures');
+SELECT err($$SELECT choreo_fire_forget('measures', '{"n": 4}')$$);
+ROLLBACK;
+
+-- a buffer cannot write into a temporary table: its definition outlives the session
+CREATE TEMPORARY TABLE session_events (id int);
+SELECT err($$SELECT choreo_create_buffer('session', 'session_events')$$);
+SELECT count(*) FROM choreo_buffers WHERE name = 'session';
+DROP TABLE session_events;
+
+-- the table dropped between fire and commit: a clear error, nothing written
+CREATE TABLE dropped_later (id int);
+SELECT choreo_create_buffer('dropped_later', 'dropped_later');
+BEGIN;
+SELECT choreo_fire_forget('dropped_later', '{"id": 1}');
+DROP TABLE dropped_later;
+\set VERBOSITY terse
+COMMIT;
+\set VERBOSITY default
+SELECT count(*) AS rows_written FROM dropped_later;
+-- and at an explicit flush
+BEGIN;
+CREATE TABLE dropped_later_too (id int);
+SELECT choreo_create_buffer('dropped_later_too', 'dropped_later_too');
+SELECT choreo_fire_forget('dropped_later_too', '{"id": 1}');
+DROP TABLE dropped_later_too;
+SELECT err($$SELECT choreo_flush('dropped_later_too')$$);
+ROLLBACK;
+SELECT choreo_drop_buffer('dropped_later');
+DROP TABLE dropped_later;
+
+SELECT choreo_drop_buffer('measures');
+DROP TABLE measures, measures_b;
+
 DROP TABLE audit;
 DROP FUNCTION audit_event();
 SELECT choreo_drop_buffer(name) FROM choreo_buffers ORDER BY name;

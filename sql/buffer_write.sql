@@ -177,6 +177,88 @@ SELECT choreo_fire_forget('parted', '{"day": "2026-11-25", "note": "this year"}'
 SELECT tableoid::regclass, id, day, note FROM parted ORDER BY id;
 SELECT err($$SELECT choreo_fire_forget('parted', '{"day": "2030-01-01"}'), choreo_flush()$$);
 
+-- a leaf partition written directly keeps to its bounds (23514), as INSERT does
+SELECT choreo_create_buffer('leaf', 'parted_2026');
+SELECT err($$SELECT choreo_fire_forget('leaf', '{"day": "2027-06-01", "note": "out of bounds"}'), choreo_flush()$$);
+SELECT choreo_fire_forget('leaf', '{"day": "2026-06-01", "note": "in bounds"}'), choreo_flush();
+SELECT tableoid::regclass, day, note FROM parted WHERE note LIKE '%bounds' ORDER BY id;
+SELECT choreo_drop_buffer('leaf');
+
+-- choreo_fire_and_wait returns NULL when nothing was written: a BEFORE
+-- trigger returned NULL, or a rule turned the INSERT into nothing
+CREATE TABLE skipping (id serial, note text);
+CREATE FUNCTION skip_odd() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id % 2 = 1 THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER skip_odd BEFORE INSERT ON skipping FOR EACH ROW EXECUTE FUNCTION skip_odd();
+SELECT choreo_create_buffer('skipping', 'skipping');
+SELECT choreo_fire_and_wait('skipping', '{"note": "skipped"}') IS NULL AS skipped,
+       choreo_fire_and_wait('skipping', '{"note": "kept"}') AS kept;
+SELECT choreo_fire_forget('skipping', '{"note": "pending, skipped"}'),
+       choreo_fire_and_wait('skipping', '{"note": "waited, kept"}');
+SELECT id, note FROM skipping ORDER BY id;
+DROP TRIGGER skip_odd ON skipping;
+CREATE RULE swallow AS ON INSERT TO skipping DO INSTEAD NOTHING;
+SELECT err($$SELECT choreo_fire_and_wait('skipping', '{"note": "swallowed"}')$$);
+DROP RULE swallow ON skipping;
+SELECT choreo_drop_buffer('skipping');
+DROP TABLE skipping;
+DROP FUNCTION skip_odd();
+
+-- a NOT NULL domain refuses an explicit JSON null on every write path
+-- (direct, planned INSERT, choreo_fire_and_wait), as INSERT and
+-- jsonb_populate_record do; a key left out takes the column default
+CREATE DOMAIN required AS text NOT NULL;
+CREATE DOMAIN required_with_default AS text NOT NULL DEFAULT 'filled';
+CREATE TABLE strict_direct (id serial, r required_with_default, note text);
+CREATE TABLE strict_planned (LIKE strict_direct INCLUDING ALL);
+CREATE FUNCTION pass_through() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER pass_through BEFORE INSERT ON strict_planned FOR EACH ROW EXECUTE FUNCTION pass_through();
+SELECT choreo_create_buffer('strict_direct', 'strict_direct'),
+       choreo_create_buffer('strict_planned', 'strict_planned');
+SELECT err($$SELECT choreo_fire_forget('strict_direct', '{"r": null}')$$),
+       err($$SELECT choreo_fire_forget('strict_planned', '{"r": null}')$$),
+       err($$SELECT choreo_fire_and_wait('strict_direct', '{"r": null}')$$),
+       err($$SELECT choreo_fire_and_wait('strict_planned', '{"r": null}')$$);
+SELECT err($$SELECT jsonb_populate_record(NULL::strict_direct, '{"r": null}')$$) AS populate_says;
+SELECT choreo_fire_forget('strict_direct', '{"note": "left out"}'),
+       choreo_fire_forget('strict_planned', '{"note": "left out"}'),
+       choreo_fire_forget('strict_direct', '{"r": "given"}'),
+       choreo_flush();
+SELECT 'direct' AS path, r, note FROM strict_direct UNION ALL
+SELECT 'planned', r, note FROM strict_planned ORDER BY 1, 2;
+CREATE TABLE strict_no_default (id serial, r required);
+SELECT choreo_create_buffer('strict_no_default', 'strict_no_default');
+SELECT err($$SELECT choreo_fire_forget('strict_no_default', '{"r": null}')$$),
+       err($$SELECT choreo_fire_forget('strict_no_default', '{}'), choreo_flush()$$);
+SELECT count(*) AS nothing_written FROM strict_no_default;
+SELECT choreo_drop_buffer(b) FROM unnest(ARRAY['strict_direct', 'strict_planned', 'strict_no_default']) b;
+DROP TABLE strict_direct, strict_planned, strict_no_default;
+DROP FUNCTION pass_through();
+DROP DOMAIN required, required_with_default;
+
+-- arrays and composites convert as jsonb_populate_record converts them:
+-- from JSON arrays and objects, or from their text
+CREATE TYPE point3 AS (x int, y int, z int);
+CREATE TABLE shapes (id serial, tags text[], grid int[], corner point3, path point3[]);
+SELECT choreo_create_buffer('shapes', 'shapes');
+SELECT choreo_fire_forget('shapes', '{"tags": ["a", "b c"], "grid": [[1, 2], [3, 4]],
+                                      "corner": {"x": 1, "y": 2}, "path": [{"x": 1}, {"z": 3}]}'),
+       choreo_fire_forget('shapes', '{"tags": "{d,e}", "grid": "{5,6}", "corner": "(7,8,9)"}'),
+       choreo_fire_forget('shapes', '{"tags": [], "grid": null, "corner": {}}'),
+       choreo_flush();
+SELECT tags, grid, corner, path FROM shapes ORDER BY id;
+SELECT err($$SELECT choreo_fire_forget('shapes', '{"grid": 5}')$$),
+       err($$SELECT choreo_fire_forget('shapes', '{"grid": [[1], [2, 3]]}')$$),
+       err($$SELECT choreo_fire_forget('shapes', '{"corner": [1, 2]}')$$);
+SELECT choreo_drop_buffer('shapes');
+DROP TABLE shapes;
+DROP TYPE point3;
+
 -- a column added after the first fire of the transaction takes its default
 TRUNCATE writes;
 BEGIN;

@@ -73,5 +73,26 @@ DROP TRIGGER t5 ON accounts;
 SELECT err($$SELECT choreo_capture()$$);
 SELECT count(*) FROM accounts WHERE id = 10;
 
+-- capture into the buffer's own table: each write captures itself again.
+-- Written at once (max_batch 1), the loop ends at the stack depth limit
+-- (54001), as the same loop through PL/pgSQL does (it once overflowed the
+-- stack); written at commit, at the bound on pre-commit rounds (54000).
+-- Either way nothing is written.
+CREATE TABLE self_capture (id bigserial, payload jsonb);
+SELECT choreo_create_buffer('self_now', 'self_capture', 1);
+CREATE TRIGGER self_now AFTER INSERT ON self_capture
+    FOR EACH ROW EXECUTE FUNCTION choreo_capture('self_now');
+SELECT err($$INSERT INTO self_capture (payload) VALUES ('{}')$$);
+DROP TRIGGER self_now ON self_capture;
+SELECT choreo_create_buffer('self_later', 'self_capture', 1000);
+CREATE TRIGGER self_later AFTER INSERT ON self_capture
+    FOR EACH ROW EXECUTE FUNCTION choreo_capture('self_later');
+\set VERBOSITY terse
+INSERT INTO self_capture (payload) VALUES ('{}');
+\set VERBOSITY default
+SELECT count(*) AS nothing_written FROM self_capture;
+DROP TABLE self_capture;
+SELECT choreo_drop_buffer('self_now'), choreo_drop_buffer('self_later');
+
 DROP TABLE accounts, changes;
 SELECT choreo_drop_buffer('changes');

@@ -110,6 +110,24 @@ SELECT choreo_remove_step('def', 'c');
 SELECT choreo_add_step('def', 'c', 'job_c()', 'check_ok()');
 SELECT choreo_run('def')->'bag';
 
+-- a step that drops a later step's function during the run: the later
+-- step fails clearly (42883), and the run is rolled back as a whole
+CREATE FUNCTION drop_later() RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO journal (entry) VALUES ('drop_later ran');
+    DROP FUNCTION later_job();
+    RETURN 'dropped';
+END $$;
+CREATE FUNCTION later_job() RETURNS text LANGUAGE sql AS $$ SELECT 'later' $$;
+SELECT choreo_add_step('dropping', 'first', 'drop_later()'),
+       choreo_add_step('dropping', 'second', 'later_job()', 'check_ok()');
+SELECT err($$SELECT choreo_run('dropping')$$);
+SELECT err($$SELECT choreo_try_run('dropping')$$);
+SELECT count(*) AS later_job_exists FROM pg_proc WHERE proname = 'later_job';
+SELECT journal_entries() AS nothing_written;
+SELECT choreo_drop_pipeline('dropping');
+DROP FUNCTION drop_later(), later_job();
+
 -- step functions are kept by OID: a search_path change does not redirect them
 CREATE SCHEMA shadow;
 CREATE FUNCTION shadow.job_a() RETURNS text LANGUAGE sql AS $$ SELECT 'shadow' $$;

@@ -22,7 +22,8 @@ CREATE FUNCTION post_hook(p jsonb) RETURNS void LANGUAGE sql
     AS $$ INSERT INTO post_log (entry, who) VALUES (p->>'entry', current_user) $$;
 CREATE FUNCTION post_entries() RETURNS text LANGUAGE sql
     AS $$ SELECT coalesce(string_agg(entry || ' (' || who || ')', ', ' ORDER BY id), '') FROM post_log $$;
--- waits (up to 30 seconds) until a condition on the outbox holds
+-- waits (up to 30 seconds) until a condition on the outbox holds; says
+-- which when it gives up
 CREATE FUNCTION wait_until(condition text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     deadline timestamptz := clock_timestamp() + interval '30 seconds';
@@ -32,7 +33,7 @@ BEGIN
         EXECUTE 'SELECT ' || condition INTO met;
         EXIT WHEN met;
         IF clock_timestamp() > deadline THEN
-            RETURN 'timed out';
+            RETURN 'timed out after 30 seconds waiting for ' || condition;
         END IF;
         PERFORM pg_sleep(0.05);
     END LOOP;
@@ -104,8 +105,9 @@ SELECT choreo_post_commit('short_lived()');
 DROP FUNCTION short_lived();
 COMMIT;
 SELECT wait_for_attempts();
-SELECT attempts > 0 AS tried, last_error LIKE 'function % of post-commit hook % no longer exists' AS clear_error
-  FROM choreograph.hooks;
+SELECT attempts > 0 AS tried, last_error LIKE 'function % of post-commit hook % no longer exists' AS clear_error,
+       last_sqlstate
+  FROM choreo_hooks;
 DELETE FROM choreograph.hooks;
 
 -- failures are retried with backoff, the last error kept (truncated),
@@ -119,7 +121,7 @@ SELECT choreo_post_commit('write_guarded()');
 RESET ROLE;
 SELECT choreo_post_commit('post_hook(jsonb)', '{"entry": "others go on"}');
 SELECT wait_for_hooks();
-SELECT callback, role, status, attempts, next_attempt_at IS NULL AS given_up, last_error
+SELECT callback, role, status, attempts, next_attempt_at IS NULL AS given_up, last_error, last_sqlstate
   FROM choreo_hooks;
 SELECT post_entries();
 SET ROLE regress_choreo_poster;
@@ -131,6 +133,7 @@ SELECT id AS failed_id FROM choreograph.hooks \gset
 SET ROLE regress_choreo_stranger;
 SELECT count(*) AS stranger_sees FROM choreo_hooks;
 SELECT regexp_replace(err(format('SELECT choreo_retry_hook(%s)', :failed_id)), '[0-9]+$', 'N') AS err;
+SELECT regexp_replace(err(format('SELECT choreo_discard_hook(%s)', :failed_id)), '[0-9]+$', 'N') AS err;
 RESET ROLE;
 GRANT INSERT ON guarded TO regress_choreo_poster;
 SET ROLE regress_choreo_poster;
@@ -142,6 +145,29 @@ SELECT count(*) AS left_in_outbox FROM choreograph.hooks;
 ALTER SYSTEM RESET choreograph.hook_max_attempts;
 ALTER SYSTEM RESET choreograph.error_max_length;
 SELECT pg_reload_conf();
+
+-- a failing hook keeps its error's SQLSTATE, and can be discarded by its
+-- role: it never runs again
+CREATE FUNCTION always_fails() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'no luck' USING ERRCODE = 'XY001';
+END $$;
+SET ROLE regress_choreo_poster;
+SELECT choreo_post_commit('always_fails()');
+RESET ROLE;
+SELECT wait_for_attempts();
+SELECT status, last_error, last_sqlstate FROM choreo_hooks;
+SELECT id AS failing_id FROM choreograph.hooks \gset
+SET ROLE regress_choreo_poster;
+BEGIN;
+SELECT choreo_discard_hook(:failing_id);
+SELECT count(*) AS seen_in_this_transaction FROM choreo_hooks;
+ROLLBACK;
+SELECT count(*) AS back_after_rollback FROM choreo_hooks;
+SELECT choreo_discard_hook(:failing_id);
+SELECT count(*) AS discarded FROM choreo_hooks;
+SELECT regexp_replace(err(format('SELECT choreo_discard_hook(%s)', :failing_id)), 'hook [0-9]+', 'hook N') AS err;
+RESET ROLE;
 
 -- two-phase commit: the hook runs after COMMIT PREPARED, never after
 -- ROLLBACK PREPARED
@@ -170,6 +196,10 @@ SELECT err($$SELECT choreo_post_commit('private_hook()')$$);
 RESET ROLE;
 SELECT err($$SELECT choreo_retry_hook(NULL)$$);
 SELECT err($$SELECT choreo_retry_hook(-1)$$);
+SELECT err($$SELECT choreo_discard_hook(NULL)$$);
+SELECT err($$SELECT choreo_discard_hook(-1)$$);
+CREATE FUNCTION trigger_hook() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+SELECT err($$SELECT choreo_post_commit('trigger_hook()')$$);
 SELECT count(*) AS queued FROM choreograph.hooks;
 COMMIT;
 
@@ -182,6 +212,6 @@ RESET ROLE;
 DROP EXTENSION choreograph;
 DROP TABLE post_log, guarded;
 DROP FUNCTION post_hook(jsonb), post_entries(), wait_for_hooks(), wait_for_attempts(), wait_until(text), write_guarded(),
-    int_hook(int), private_hook(), err(text);
+    int_hook(int), private_hook(), trigger_hook(), always_fails(), err(text);
 DROP ROLE regress_choreo_poster, regress_choreo_stranger;
 \c contrib_regression

@@ -181,6 +181,9 @@ CREATE PROCEDURE proc_hook() LANGUAGE sql AS $$ SELECT 1 $$;
 SELECT err($$SELECT choreo_pre_commit('int_hook(int)')$$);
 SELECT err($$SELECT choreo_pre_commit('rows_hook()')$$);
 SELECT err($$SELECT choreo_pre_commit('proc_hook()')$$);
+-- a trigger function cannot be called as a hook: refused when registered
+CREATE FUNCTION trigger_hook() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+SELECT err($$SELECT choreo_pre_commit('trigger_hook()')$$);
 SELECT err($$SELECT choreo_pre_commit('log_hook(jsonb)', on_error => 'ignore')$$);
 SELECT err($$SELECT choreo_pre_commit('log_hook(jsonb)', on_error => NULL)$$);
 CREATE FUNCTION private_hook() RETURNS void LANGUAGE sql AS $$ SELECT $$;
@@ -190,6 +193,87 @@ SELECT err($$SELECT choreo_pre_commit('private_hook()')$$);
 RESET ROLE;
 COMMIT;
 SELECT hook_entries() AS nothing_ran;
+
+-- a hook's callback dropped before COMMIT: a clear error (42883), or a
+-- WARNING in log mode; nothing half-written
+CREATE FUNCTION doomed_hook() RETURNS void LANGUAGE sql AS $$ INSERT INTO hook_log (entry) VALUES ('doomed') $$;
+BEGIN;
+SELECT choreo_pre_commit('doomed_hook()');
+INSERT INTO hook_log (entry) VALUES ('same transaction');
+DROP FUNCTION doomed_hook();
+\set VERBOSITY terse
+COMMIT;
+\set VERBOSITY default
+SELECT hook_entries() AS nothing_committed;
+BEGIN;
+SELECT choreo_pre_commit('doomed_hook()', on_error => 'log');
+INSERT INTO hook_log (entry) VALUES ('committed without the hook');
+DROP FUNCTION doomed_hook();
+\set VERBOSITY terse
+COMMIT;
+\set VERBOSITY default
+SELECT hook_entries();
+TRUNCATE hook_log;
+
+-- a hook that leaves a cursor open: closed at commit like any cursor of
+-- the transaction (it once outlived the transaction on freed resources);
+-- one declared WITH HOLD survives the commit, as WITH HOLD cursors do
+CREATE FUNCTION open_cursor() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    c refcursor := 'hook_cursor';
+BEGIN
+    OPEN c FOR SELECT g FROM generate_series(1, 3) g;
+END $$;
+CREATE FUNCTION hold_cursor() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE 'DECLARE held_cursor CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 3) g';
+END $$;
+BEGIN;
+SELECT choreo_pre_commit('open_cursor()');
+COMMIT;
+SELECT err($$FETCH hook_cursor$$);
+BEGIN;
+SELECT choreo_pre_commit('hold_cursor()');
+SELECT choreo_pre_commit('open_cursor()', on_error => 'log');
+COMMIT;
+FETCH ALL held_cursor;
+CLOSE held_cursor;
+SELECT count(*) AS open_cursors FROM pg_cursors;
+-- PREPARE refuses a WITH HOLD cursor, as for one declared by the transaction itself
+BEGIN;
+SELECT choreo_pre_commit('hold_cursor()');
+\set VERBOSITY terse
+PREPARE TRANSACTION 'choreo_held_cursor';
+\set VERBOSITY default
+SELECT count(*) AS prepared FROM pg_prepared_xacts;
+
+-- a hook in log mode failing at PREPARE (its subtransaction once crashed
+-- the server when buffers had been flushed)
+CREATE TABLE prepared_events (id serial, kind text);
+SELECT choreo_create_buffer('prepared_events', 'prepared_events');
+CREATE FUNCTION failing_flush_hook() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM choreo_fire_forget('prepared_events', '{"kind": "fired by the failing hook"}');
+    PERFORM choreo_flush();
+    RAISE EXCEPTION 'failing on purpose';
+END $$;
+BEGIN;
+SELECT choreo_fire_forget('prepared_events', '{"kind": "before"}');
+SAVEPOINT s;
+SELECT choreo_flush();
+RELEASE s;
+SELECT choreo_pre_commit('failing_flush_hook()', on_error => 'log');
+SELECT choreo_pre_commit('log_hook(jsonb)', '{"entry": "after the failing hook"}');
+\set VERBOSITY terse
+PREPARE TRANSACTION 'choreo_failing_hook';
+\set VERBOSITY default
+COMMIT PREPARED 'choreo_failing_hook';
+SELECT kind FROM prepared_events ORDER BY id;
+SELECT hook_entries();
+TRUNCATE hook_log;
+SELECT choreo_drop_buffer('prepared_events');
+DROP TABLE prepared_events;
+DROP FUNCTION failing_flush_hook(), open_cursor(), hold_cursor(), trigger_hook();
 
 DROP TABLE touched, child, parent;
 DROP FUNCTION private_hook(), change_role();

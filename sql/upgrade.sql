@@ -17,5 +17,18 @@ SELECT kind FROM upgraded_events;
 -- the 0.2 objects exist, with their grants
 SELECT has_table_privilege('public', 'choreo_hooks', 'SELECT') AS hooks_view_readable,
        has_table_privilege('public', 'choreograph.hooks', 'INSERT') AS outbox_writable;
+-- and the 0.3 ones: the SQLSTATE beside the last error, choreo_discard_hook
+SELECT attname FROM pg_attribute
+ WHERE attrelid = 'choreo_hooks'::regclass AND attnum > 0 ORDER BY attnum;
+SELECT has_function_privilege('public', 'choreo_discard_hook(bigint)', 'EXECUTE') AS discard_callable;
+-- an update from 0.2 keeps the queued hooks
+\c contrib_regression
+DROP DATABASE choreo_upgrade;
+CREATE DATABASE choreo_upgrade;
+\c choreo_upgrade
+CREATE EXTENSION choreograph VERSION '0.2';
+INSERT INTO choreograph.hooks (txid, callback, role) VALUES (1, 'now()', current_user::regrole);
+ALTER EXTENSION choreograph UPDATE TO '0.3';
+SELECT callback, attempts, last_error, last_sqlstate FROM choreo_hooks;
 \c contrib_regression
 DROP DATABASE choreo_upgrade;

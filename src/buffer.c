@@ -44,6 +44,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -51,6 +52,7 @@
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "choreograph.h"
 
@@ -60,16 +62,13 @@ typedef struct BufferColumn
 	NameData	name;
 	AttrNumber	attnum;
 	Oid			type;
-	Oid			base_type;		/* the type, or a domain's base type */
 	int32		typmod;
 	int16		typlen;
 	bool		typbyval;
 	char		typalign;
 	char		generated;		/* attgenerated */
 	char		identity;		/* attidentity */
-	bool		input_ready;
-	FmgrInfo	input;
-	Oid			ioparam;
+	JsonColumnConverter converter;
 } BufferColumn;
 
 /* The columns an item names, as indexes into the buffer's columns */
@@ -103,6 +102,7 @@ struct PendingBuffer
 	Oid			target;
 	int			max_batch;
 	char	   *target_name;	/* schema-qualified and quoted */
+	uint64		def_generation; /* BufferDefinitionsGeneration() when checked */
 	int			created_level;
 	int			ncolumns;
 	BufferColumn *columns;
@@ -170,38 +170,62 @@ ReadTargetColumns(PendingBuffer *buffer, Relation rel)
 		column->name = attr->attname;
 		column->attnum = attr->attnum;
 		column->type = attr->atttypid;
-		column->base_type = getBaseType(attr->atttypid);
 		column->typmod = attr->atttypmod;
 		column->generated = attr->attgenerated;
 		column->identity = attr->attidentity;
 		get_typlenbyvalalign(attr->atttypid, &column->typlen, &column->typbyval,
 							 &column->typalign);
+		JsonColumnConverterInit(&column->converter, attr->atttypid, attr->atttypmod);
+		column->converter.cxt = TopTransactionContext;
 		buffer->ncolumns++;
 	}
 }
 
 /*
+ * Whether a buffer's pending state still matches its definition: a buffer
+ * dropped and created again in this transaction, even under the same
+ * name, is another buffer (items fired before the change still go to the
+ * old table).  Raises 42704 if the buffer no longer exists.
+ */
+static bool
+PendingBufferCurrent(PendingBuffer *buffer)
+{
+	BufferDef	def;
+	uint64		generation = BufferDefinitionsGeneration();
+
+	if (buffer->def_generation == generation)
+		return true;
+	BufferLookup(buffer->name, &def);
+	if (def.target != buffer->target || def.max_batch != buffer->max_batch)
+		return false;
+	buffer->def_generation = generation;
+	return true;
+}
+
+/*
  * Returns the transaction's pending state of a buffer, setting it up on
- * the first fire into it in this transaction: the target is locked as an
- * INSERT would lock it, until the end of the transaction.
+ * the first fire into it in this transaction (or since its definition
+ * changed): the target is locked as an INSERT would lock it, until the
+ * end of the transaction.
  */
 PendingBuffer *
 PendingBufferFor(const char *name)
 {
 	PendingBuffer *buffer;
+	PendingBufferEntry *entry;
 	BufferDef	def;
+	uint64		generation;
 	Relation	rel;
 	MemoryContext old;
-	bool		found;
 
 	if (pending_buffers != NULL)
 	{
-		PendingBufferEntry *entry = hash_search(pending_buffers, &name, HASH_FIND, NULL);
-
-		if (entry != NULL)
+		entry = hash_search(pending_buffers, &name, HASH_FIND, NULL);
+		if (entry != NULL && PendingBufferCurrent(entry->buffer))
 			return entry->buffer;
 	}
 
+	generation = BufferDefinitionsGeneration();
 	BufferLookup(name, &def);
 	rel = try_table_open(def.target, RowExclusiveLock);
 	if (rel == NULL)
@@ -219,12 +243,15 @@ PendingBufferFor(const char *name)
 	buffer->name = pstrdup(name);
 	buffer->target = def.target;
 	buffer->max_batch = def.max_batch;
+	buffer->def_generation = generation;
 	buffer->target_name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 													 RelationGetRelationName(rel));
 	buffer->created_level = GetCurrentTransactionNestLevel();
 	ReadTargetColumns(buffer, rel);
-	((PendingBufferEntry *) hash_search(pending_buffers, &buffer->name, HASH_ENTER,
-										&found))->buffer = buffer;
+	/* the entry names the newest pending state of the name */
+	entry = hash_search(pending_buffers, &buffer->name, HASH_ENTER, NULL);
+	entry->name = buffer->name;
+	entry->buffer = buffer;
 	pending_order = lappend(pending_order, buffer);
 	MemoryContextSwitchTo(old);
 
@@ -322,74 +349,183 @@ InternColumnSet(PendingBuffer *buffer, int *columns, int ncolumns)
 	return set;
 }
 
-/* Converts text to a column's type with its input function and typmod */
-static Datum
-InputColumn(BufferColumn *column, char *text)
+/*
+ * An item being built: its values, converted in scratch memory where the
+ * conversion can fail or run user code (input functions, domain checks),
+ * else still JSON, converted straight into the item's memory once it is
+ * placed.  So a failing fire leaves nothing in a batch, and code run by a
+ * conversion (which may fire into the same buffer, even flush it) never
+ * sees a half-built item.
+ */
+typedef struct ItemDraft
 {
-	if (!column->input_ready)
-	{
-		Oid			input;
+	ColumnSet  *set;
+	JsonbValue *json;			/* per column of the set */
+	Datum	   *values;
+	bool	   *nulls;
+	bool	   *converted;		/* values[i] holds the converted value */
+} ItemDraft;
 
-		getTypeInputInfo(column->type, &input, &column->ioparam);
-		fmgr_info_cxt(input, &column->input, TopTransactionContext);
-		column->input_ready = true;
+/* scratch memory of drafts, reset for each; nested drafts make their own */
+static MemoryContext draft_cxt = NULL;
+static bool draft_cxt_busy = false;
+static int	draft_cxt_level = 0;	/* the nesting level that took it */
+
+/* Starts a draft's memory; returns the context to restore at the end */
+static MemoryContext
+BeginDraftMemory(MemoryContext *scratch)
+{
+	if (draft_cxt_busy)
+		*scratch = AllocSetContextCreate(CurrentMemoryContext,
+										 "choreograph nested item",
+										 ALLOCSET_SMALL_SIZES);
+	else
+	{
+		if (draft_cxt == NULL)
+			draft_cxt = AllocSetContextCreate(TopMemoryContext, "choreograph item",
+											  ALLOCSET_SMALL_SIZES);
+		else
+			MemoryContextReset(draft_cxt);
+		draft_cxt_busy = true;
+		draft_cxt_level = GetCurrentTransactionNestLevel();
+		*scratch = draft_cxt;
 	}
-	return InputFunctionCall(&column->input, text, column->ioparam, column->typmod);
+	return MemoryContextSwitchTo(*scratch);
+}
+
+/* Ends a draft's memory (its contents stay valid until the next draft) */
+static void
+EndDraftMemory(MemoryContext scratch, MemoryContext old)
+{
+	MemoryContextSwitchTo(old);
+	if (scratch == draft_cxt)
+		draft_cxt_busy = false;
 }
 
 /*
- * Converts a JSON value to a column's type, in the current memory context,
- * as jsonb_populate_record would: JSON strings are the text of the value,
- * other values their JSON text; json and jsonb columns take the value.
+ * Frees a nested draft's memory once its item is placed; the shared one is
+ * reset by the next draft.
  */
-static Datum
-ConvertValue(BufferColumn *column, JsonbValue *value, bool *isnull)
+static void
+FreeDraftMemory(MemoryContext scratch)
 {
-	char	   *text;
+	if (scratch != draft_cxt)
+		MemoryContextDelete(scratch);
+}
 
-	*isnull = false;
-	if (value->type == jbvNull)
+/* Converts the values of a draft whose conversion can fail or run code */
+static void
+ConvertRiskyValues(PendingBuffer *buffer, ItemDraft *draft)
+{
+	for (int i = 0; i < draft->set->ncolumns; i++)
 	{
-		*isnull = true;
-		return (Datum) 0;
+		BufferColumn *column = &buffer->columns[draft->set->columns[i]];
+
+		draft->converted[i] = JsonColumnConversionMayFail(&column->converter,
+														  &draft->json[i]);
+		if (draft->converted[i])
+			draft->values[i] = JsonColumnConvert(&column->converter, &draft->json[i],
+												 &draft->nulls[i]);
 	}
-	if (column->type == JSONBOID)
-		return JsonbPGetDatum(JsonbValueToJsonb(value));
+}
 
-	if (column->base_type != JSONBOID && column->base_type != JSONOID)
+/*
+ * Drafts a fired item, in the current (scratch) memory: it must be a JSON
+ * object whose keys name insertable columns, with values that convert to
+ * their types.  The draft's JSON values point into json.
+ */
+static void
+DraftItem(PendingBuffer *buffer, Jsonb *json, ItemDraft *draft)
+{
+	JsonbIterator *it;
+	JsonbValue	key;
+	int		   *columns;
+	int			n = 0;
+	int			size;
+	JsonbIteratorToken token;
+
+	if (!JB_ROOT_IS_OBJECT(json))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("item fired into buffer \"%s\" is not a JSON object", buffer->name),
+				 errdetail("An item is an object whose keys name columns of table %s.",
+						   buffer->target_name)));
+
+	size = Max(JB_ROOT_COUNT(json), 1);
+	draft->json = palloc(sizeof(JsonbValue) * size);
+	draft->values = palloc(sizeof(Datum) * size);
+	draft->nulls = palloc(sizeof(bool) * size);
+	draft->converted = palloc(sizeof(bool) * size);
+	columns = palloc(sizeof(int) * size);
+	it = JsonbIteratorInit(&json->root);
+	if (JsonbIteratorNext(&it, &key, true) != WJB_BEGIN_OBJECT)
+		elog(ERROR, "unexpected jsonb object layout");
+	while ((token = JsonbIteratorNext(&it, &key, true)) == WJB_KEY)
 	{
-		switch (value->type)
+		int			column = InsertableColumn(buffer, key.val.string.val, key.val.string.len);
+		int			at = n++;
+
+		token = JsonbIteratorNext(&it, &draft->json[at], true);
+		Assert(token == WJB_VALUE);
+		/* keep the columns ascending (an insertion sort: items are small) */
+		while (at > 0 && columns[at - 1] > column)
 		{
-			case jbvString:
-				/* text takes the string as is: skip its input function */
-				if (column->type == TEXTOID ||
-					(column->type == VARCHAROID && column->typmod < 0))
-					return PointerGetDatum(cstring_to_text_with_len(value->val.string.val,
-																	value->val.string.len));
-				return InputColumn(column, pnstrdup(value->val.string.val,
-													value->val.string.len));
-			case jbvNumeric:
-				if (column->type == NUMERICOID && column->typmod < 0)
-					return NumericGetDatum(value->val.numeric);
-				return InputColumn(column, DatumGetCString(
-												DirectFunctionCall1(numeric_out,
-																	NumericGetDatum(value->val.numeric))));
-			case jbvBool:
-				if (column->type == BOOLOID)
-					return BoolGetDatum(value->val.boolean);
-				return InputColumn(column, value->val.boolean ? "true" : "false");
-			default:
-				break;
+			JsonbValue	swap = draft->json[at];
+
+			columns[at] = columns[at - 1];
+			draft->json[at] = draft->json[at - 1];
+			draft->json[at - 1] = swap;
+			at--;
+		}
+		columns[at] = column;
+	}
+
+	draft->set = InternColumnSet(buffer, columns, n);
+	ConvertRiskyValues(buffer, draft);
+}
+
+/* A new item naming the given columns, in the current memory context */
+static BufferItem *
+NewItem(ColumnSet *set)
+{
+	int			n = Max(set->ncolumns, 1);
+	BufferItem *item = palloc(MAXALIGN(sizeof(BufferItem)) +
+							  n * sizeof(Datum) + n * sizeof(bool));
+
+	item->nest_level = GetCurrentTransactionNestLevel();
+	item->userid = GetUserId();
+	item->set = set;
+	item->values = (Datum *) ((char *) item + MAXALIGN(sizeof(BufferItem)));
+	item->nulls = (bool *) (item->values + n);
+	return item;
+}
+
+/*
+ * Makes the item of a draft in the given memory: values converted in the
+ * draft are copied, the others converted there (which cannot fail).
+ */
+static BufferItem *
+PlaceItem(PendingBuffer *buffer, ItemDraft *draft, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	BufferItem *item = NewItem(draft->set);
+
+	for (int i = 0; i < draft->set->ncolumns; i++)
+	{
+		BufferColumn *column = &buffer->columns[draft->set->columns[i]];
+
+		if (!draft->converted[i])
+			item->values[i] = JsonColumnConvert(&column->converter, &draft->json[i],
+												&item->nulls[i]);
+		else
+		{
+			item->nulls[i] = draft->nulls[i];
+			item->values[i] = draft->nulls[i] ? (Datum) 0 :
+				datumCopy(draft->values[i], column->typbyval, column->typlen);
 		}
 	}
-
-	/* the value's JSON text */
-	{
-		Jsonb	   *jsonb = JsonbValueToJsonb(value);
-
-		text = JsonbToCString(NULL, &jsonb->root, VARSIZE(jsonb));
-	}
-	return InputColumn(column, text);
+	MemoryContextSwitchTo(old);
+	return item;
 }
 
 /* Returns the batch new items go to, starting one if needed */
@@ -411,87 +547,32 @@ CurrentBatch(PendingBuffer *buffer)
 	return batch;
 }
 
-/* A new item naming the given columns, in the current memory context */
-static BufferItem *
-NewItem(ColumnSet *set)
-{
-	int			n = Max(set->ncolumns, 1);
-	BufferItem *item = palloc(MAXALIGN(sizeof(BufferItem)) +
-							  n * sizeof(Datum) + n * sizeof(bool));
-
-	item->nest_level = GetCurrentTransactionNestLevel();
-	item->userid = GetUserId();
-	item->set = set;
-	item->values = (Datum *) ((char *) item + MAXALIGN(sizeof(BufferItem)));
-	item->nulls = (bool *) (item->values + n);
-	return item;
-}
-
-/*
- * Validates a fired item and converts it, in the current memory context:
- * it must be a JSON object whose keys name insertable columns, with values
- * that convert to their types.
- */
-static BufferItem *
-BuildItem(PendingBuffer *buffer, Jsonb *json)
-{
-	JsonbIterator *it;
-	JsonbValue	key;
-	JsonbValue *values;
-	int		   *columns;
-	int			n = 0;
-	BufferItem *item;
-	JsonbIteratorToken token;
-
-	if (!JB_ROOT_IS_OBJECT(json))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("item fired into buffer \"%s\" is not a JSON object", buffer->name),
-				 errdetail("An item is an object whose keys name columns of table %s.",
-						   buffer->target_name)));
-
-	values = palloc(sizeof(JsonbValue) * Max(JB_ROOT_COUNT(json), 1));
-	columns = palloc(sizeof(int) * Max(JB_ROOT_COUNT(json), 1));
-	it = JsonbIteratorInit(&json->root);
-	if (JsonbIteratorNext(&it, &key, true) != WJB_BEGIN_OBJECT)
-		elog(ERROR, "unexpected jsonb object layout");
-	while ((token = JsonbIteratorNext(&it, &key, true)) == WJB_KEY)
-	{
-		int			column = InsertableColumn(buffer, key.val.string.val, key.val.string.len);
-		int			at = n++;
-
-		token = JsonbIteratorNext(&it, &values[at], true);
-		Assert(token == WJB_VALUE);
-		/* keep the columns ascending (an insertion sort: items are small) */
-		while (at > 0 && columns[at - 1] > column)
-		{
-			JsonbValue	swap = values[at];
-
-			columns[at] = columns[at - 1];
-			values[at] = values[at - 1];
-			values[at - 1] = swap;
-			at--;
-		}
-		columns[at] = column;
-	}
-
-	item = NewItem(InternColumnSet(buffer, columns, n));
-	for (int i = 0; i < n; i++)
-		item->values[i] = ConvertValue(&buffer->columns[columns[i]], &values[i],
-									   &item->nulls[i]);
-	return item;
-}
-
-/* Adds an item built in the current batch's memory; flushes when full */
+/* Adds a draft's item to the buffer's current batch; flushes when full */
 static void
-AddItem(PendingBuffer *buffer, Batch *batch, BufferItem *item)
+AddItem(PendingBuffer *buffer, ItemDraft *draft)
 {
+	Batch	   *batch = CurrentBatch(buffer);
+	BufferItem *item = PlaceItem(buffer, draft, batch->cxt);
 	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
 
 	batch->items = lappend(batch->items, item);
 	MemoryContextSwitchTo(old);
 	if (++buffer->npending >= buffer->max_batch)
 		(void) FlushBuffer(buffer);
+}
+
+/* Fires a JSON object into a buffer */
+static void
+FireItem(PendingBuffer *buffer, Jsonb *json)
+{
+	ItemDraft	draft;
+	MemoryContext scratch;
+	MemoryContext old = BeginDraftMemory(&scratch);
+
+	DraftItem(buffer, json, &draft);
+	EndDraftMemory(scratch, old);
+	AddItem(buffer, &draft);
+	FreeDraftMemory(scratch);
 }
 
 /*
@@ -501,24 +582,21 @@ AddItem(PendingBuffer *buffer, Batch *batch, BufferItem *item)
 void
 BufferFireJsonb(PendingBuffer *buffer, int column, Jsonb *document)
 {
-	Batch	   *batch = CurrentBatch(buffer);
-	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
-	BufferColumn *col = &buffer->columns[column];
-	BufferItem *item = NewItem(InternColumnSet(buffer, &column, 1));
+	ItemDraft	draft;
+	JsonbValue	value;
+	MemoryContext scratch;
+	MemoryContext old = BeginDraftMemory(&scratch);
 
-	item->nulls[0] = false;
-	if (col->type == JSONBOID)
-		item->values[0] = PointerGetDatum(memcpy(palloc(VARSIZE(document)), document,
-												 VARSIZE(document)));
-	else
-	{
-		JsonbValue	value;
-
-		JsonbToValue(document, &value);
-		item->values[0] = ConvertValue(col, &value, &item->nulls[0]);
-	}
-	MemoryContextSwitchTo(old);
-	AddItem(buffer, batch, item);
+	JsonbToValue(document, &value);
+	draft.set = InternColumnSet(buffer, &column, 1);
+	draft.json = &value;
+	draft.values = palloc(sizeof(Datum));
+	draft.nulls = palloc(sizeof(bool));
+	draft.converted = palloc(sizeof(bool));
+	ConvertRiskyValues(buffer, &draft);
+	EndDraftMemory(scratch, old);
+	AddItem(buffer, &draft);
+	FreeDraftMemory(scratch);
 }
 
 /* Returns the insert plan of a column set, preparing it on first use */
@@ -781,6 +859,16 @@ FlushBuffer(PendingBuffer *buffer)
 	if (buffer->npending == 0)
 		return 0;
 
+	/* a trigger on the table may fire into the buffer, and so flush it again */
+	check_stack_depth();
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(buffer->target)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %s of buffer \"%s\" was dropped before its items were written",
+						buffer->target_name, buffer->name),
+				 errdetail("%d items fired into the buffer in this transaction cannot be written.",
+						   buffer->npending)));
+
 	foreach(lc, buffer->batches)
 	{
 		Batch	   *batch = lfirst(lc);
@@ -884,14 +972,25 @@ TrimBatch(Batch *batch, int nest_level)
 		batch->items = list_delete_last(batch->items);
 }
 
+/*
+ * Subtransaction ends: the batch lists are rebuilt in TopTransactionContext,
+ * since the memory current at these callbacks is the subtransaction's own,
+ * reset (abort) or freed with it (commit, if the parent aborts).
+ */
 void
 BuffersAtSubAbort(int nest_level)
 {
 	ListCell   *lc;
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+	/* a draft interrupted by the error is not being built any more */
+	if (draft_cxt_busy && draft_cxt_level >= nest_level)
+		draft_cxt_busy = false;
 
 	foreach(lc, pending_order)
 	{
 		PendingBuffer *buffer = lfirst(lc);
+		PendingBufferEntry *entry;
 		List	   *batches = NIL;
 		ListCell   *bc;
 
@@ -902,7 +1001,9 @@ BuffersAtSubAbort(int nest_level)
 				last_fired = NULL;
 			foreach(bc, buffer->batches)
 				FreeBatch(lfirst(bc));
-			hash_search(pending_buffers, &buffer->name, HASH_REMOVE, NULL);
+			entry = hash_search(pending_buffers, &buffer->name, HASH_FIND, NULL);
+			if (entry != NULL && entry->buffer == buffer)
+				hash_search(pending_buffers, &buffer->name, HASH_REMOVE, NULL);
 			pending_order = foreach_delete_current(pending_order, lc);
 			continue;
 		}
@@ -921,15 +1022,18 @@ BuffersAtSubAbort(int nest_level)
 			else
 				batches = lappend(batches, batch);
 		}
+		list_free(buffer->batches);
 		buffer->batches = batches;
 		CountPending(buffer);
 	}
+	MemoryContextSwitchTo(old);
 }
 
 void
 BuffersAtSubCommit(int nest_level)
 {
 	ListCell   *lc;
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 
 	foreach(lc, pending_order)
 	{
@@ -962,8 +1066,10 @@ BuffersAtSubCommit(int nest_level)
 			else
 				batches = lappend(batches, batch);
 		}
+		list_free(buffer->batches);
 		buffer->batches = batches;
 	}
+	MemoryContextSwitchTo(old);
 }
 
 /* Forgets everything at the end of the transaction (memory goes with it) */
@@ -972,6 +1078,10 @@ BuffersAtEnd(void)
 {
 	writing_items = NULL;
 	writing_count = 0;
+	/* the last item's draft (it may have been large) */
+	if (draft_cxt != NULL)
+		MemoryContextReset(draft_cxt);
+	draft_cxt_busy = false;
 	pending_buffers = NULL;
 	pending_order = NIL;
 	last_fired = NULL;
@@ -984,12 +1094,9 @@ Datum
 choreo_fire_forget(PG_FUNCTION_ARGS)
 {
 	PendingBuffer *buffer = NULL;
-	Batch	   *batch;
-	BufferItem *item;
-	MemoryContext old;
 
 	/* firing in a loop names the same buffer again and again */
-	if (last_fired != NULL && !PG_ARGISNULL(0))
+	if (last_fired != NULL && !PG_ARGISNULL(0) && PendingBufferCurrent(last_fired))
 	{
 		text	   *name = PG_GETARG_TEXT_PP(0);
 		int			len = VARSIZE_ANY_EXHDR(name);
@@ -1005,11 +1112,7 @@ choreo_fire_forget(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("item fired into buffer \"%s\" must not be null", buffer->name)));
-	batch = CurrentBatch(buffer);
-	old = MemoryContextSwitchTo(batch->cxt);
-	item = BuildItem(buffer, PG_GETARG_JSONB_P(1));
-	MemoryContextSwitchTo(old);
-	AddItem(buffer, batch, item);
+	FireItem(buffer, PG_GETARG_JSONB_P(1));
 	PG_RETURN_VOID();
 }
 
@@ -1017,14 +1120,18 @@ PG_FUNCTION_INFO_V1(choreo_fire_and_wait);
 
 /*
  * Writes the buffer's pending items, then this one, and returns the row
- * written, as jsonb (with its defaults and generated values).
+ * written, as jsonb (with its defaults and generated values); NULL when
+ * nothing was written (a BEFORE trigger or a rule left the row out).
  */
 Datum
 choreo_fire_and_wait(PG_FUNCTION_ARGS)
 {
 	char	   *name = NameArgument(fcinfo, 0, "buffer");
 	PendingBuffer *buffer;
+	ItemDraft	draft;
 	BufferItem *item;
+	MemoryContext scratch;
+	MemoryContext old;
 	Datum		row;
 
 	if (PG_ARGISNULL(1))
@@ -1032,12 +1139,21 @@ choreo_fire_and_wait(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("item fired into buffer \"%s\" must not be null", name)));
 	buffer = PendingBufferFor(name);
-	item = BuildItem(buffer, PG_GETARG_JSONB_P(1));
+	old = BeginDraftMemory(&scratch);
+	DraftItem(buffer, PG_GETARG_JSONB_P(1), &draft);
+	EndDraftMemory(scratch, old);
+	item = PlaceItem(buffer, &draft, CurrentMemoryContext);
+	FreeDraftMemory(scratch);
 	(void) FlushBuffer(buffer);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	row = InsertItems(buffer, &item, 0, 1, true);
+	if (row == (Datum) 0)
+	{
+		SPI_finish();
+		PG_RETURN_NULL();
+	}
 	/* copied into the caller's memory, which SPI_finish leaves alone */
 	row = SPI_datumTransfer(row, false, -1);
 	SPI_finish();
@@ -1056,12 +1172,20 @@ choreo_flush(PG_FUNCTION_ARGS)
 		PG_RETURN_INT64(BuffersFlushAll());
 
 	name = NameArgument(fcinfo, 0, "buffer");
-	if (pending_buffers != NULL)
+	if (pending_buffers != NULL &&
+		hash_search(pending_buffers, &name, HASH_FIND, NULL) != NULL)
 	{
-		PendingBufferEntry *entry = hash_search(pending_buffers, &name, HASH_FIND, NULL);
+		int64		written = 0;
 
-		if (entry != NULL)
-			PG_RETURN_INT64(FlushBuffer(entry->buffer));
+		/* the name may have had other definitions earlier in the transaction */
+		for (int i = 0; i < list_length(pending_order); i++)
+		{
+			PendingBuffer *buffer = list_nth(pending_order, i);
+
+			if (strcmp(buffer->name, name) == 0)
+				written += FlushBuffer(buffer);
+		}
+		PG_RETURN_INT64(written);
 	}
 	{
 		BufferDef	def;
@@ -1087,9 +1211,16 @@ choreo_buffer_rows(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	if (items == NULL)
 		return (Datum) 0;
+	/* only the types the items hold: anything else would read them as another type */
 	if (rsinfo->setDesc->natts != items[0]->set->ncolumns)
-		elog(ERROR, "choreo_buffer_rows() called with %d columns for %d",
-			 rsinfo->setDesc->natts, items[0]->set->ncolumns);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("choreo_buffer_rows() must be called with the columns of the batch being written")));
+	for (int i = 0; i < rsinfo->setDesc->natts; i++)
+		if (TupleDescAttr(rsinfo->setDesc, i)->atttypid != items[0]->set->direct.types[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("choreo_buffer_rows() must be called with the columns of the batch being written")));
 
 	for (int i = 0; i < count; i++)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,

@@ -71,6 +71,17 @@ BufferCacheInit(void)
 	CacheRegisterRelcacheCallback(BuffersChanged, (Datum) 0);
 }
 
+/*
+ * A number that changes whenever a buffer definition may have changed, in
+ * this transaction or by one that committed: pending state made for a
+ * definition is checked again when it moves on.
+ */
+uint64
+BufferDefinitionsGeneration(void)
+{
+	return buffer_invalidations;
+}
+
 /* Reads a definition from the table; false when there is none */
 static bool
 LoadBufferDef(const char *name, BufferDef *def)
@@ -198,6 +209,12 @@ choreo_create_buffer(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a table", get_rel_name(target)),
 				 errdetail("A buffer writes into a table.")));
+	if (get_rel_persistence(target) == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("buffer \"%s\" cannot write into temporary table \"%s\"",
+						name, get_rel_name(target)),
+				 errdetail("A buffer is defined for every session and outlives this one; a temporary table does not.")));
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -89,7 +89,7 @@ DefineSettings(void)
 								"Sets how many background workers run post-commit hooks at once.",
 								NULL,
 								&choreo_max_workers,
-								2, 1, 64,
+								2, 1, MAX_CHOREO_WORKERS,
 								PGC_POSTMASTER,
 								0,
 								NULL, NULL, NULL);

@@ -98,6 +98,8 @@ extern void PipelineCacheInit(void);
 extern Pipeline *PipelineAcquire(const char *name);
 extern void PipelineRelease(Pipeline *pipeline);
 extern void PipelineCheckCallable(Pipeline *pipeline);
+extern void PipelineCheckStillCallable(Pipeline *pipeline, int stepno,
+									   StepFunction *function, const char *role);
 extern void PipelineCacheReset(void);
 
 /* util.c */
@@ -155,6 +157,37 @@ extern void JsonbWriterCString(JsonbWriter *writer, const char *str);
 extern void JsonbWriterNull(JsonbWriter *writer);
 extern void JsonbWriterValue(JsonbWriter *writer, JsonbValue *value);
 extern Jsonb *JsonbWriterFinish(JsonbWriter *writer);
+
+/* json_to_column.c: JSON values to column types, as jsonb_populate_record */
+typedef enum JsonConversion
+{
+	CONVERT_TEXT,				/* a string into text */
+	CONVERT_NUMERIC,			/* a number into an unconstrained numeric */
+	CONVERT_BOOL,				/* a boolean into boolean */
+	CONVERT_JSONB,				/* anything into jsonb */
+	CONVERT_INPUT,				/* through the type's input function */
+	CONVERT_POPULATE			/* arrays, composites: through jsonb_to_record */
+} JsonConversion;
+
+typedef struct JsonColumnConverter
+{
+	Oid			type;
+	int32		typmod;
+	Oid			base_type;		/* the type, or a domain's base type */
+	bool		is_domain;
+	JsonConversion how;
+	MemoryContext cxt;			/* for what is looked up on first use */
+	bool		input_ready;
+	FmgrInfo	input;
+	Oid			ioparam;
+	TupleDesc	record_desc;	/* (v type), for jsonb_to_record */
+	FmgrInfo	to_record;
+} JsonColumnConverter;
+
+extern void JsonColumnConverterInit(JsonColumnConverter *converter, Oid type, int32 typmod);
+extern bool JsonColumnConversionMayFail(JsonColumnConverter *converter, JsonbValue *value);
+extern Datum JsonColumnConvert(JsonColumnConverter *converter, JsonbValue *value,
+							   bool *isnull);
 
 /* How rows of one tuple descriptor are rendered as jsonb objects */
 typedef struct RowJsonbLayout
@@ -290,6 +323,7 @@ typedef struct BufferDef
 
 extern void BufferCacheInit(void);
 extern void BufferLookup(const char *name, BufferDef *def);
+extern uint64 BufferDefinitionsGeneration(void);
 
 /* buffer.c: batched buffers */
 typedef struct PendingBuffer PendingBuffer;
@@ -325,6 +359,11 @@ extern void WorkerAwake(int index);
 extern void WorkerSlotAttach(int index);
 extern bool WorkerClaimGroup(int index, uint64 group);
 extern void WorkerSetRunning(int index, int64 hook_id);
+extern long WorkerStartDelay(int index);
+extern void WorkerStarted(int index);
+
+/* the most workers choreograph.max_workers allows */
+#define MAX_CHOREO_WORKERS 64
 
 /* worker.c: the background workers running post-commit hooks */
 extern void WorkersRegister(void);

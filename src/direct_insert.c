@@ -12,7 +12,8 @@
  * role, in a read-write transaction.  For those it does everything the
  * INSERT would: the same privilege check on the named columns, defaults
  * (identity and serial columns, domain defaults and domain NOT NULL),
- * stored generated columns, NOT NULL and CHECK constraints, unique and
+ * stored generated columns, NOT NULL and CHECK constraints, a partition's
+ * bounds (for a buffer on a leaf partition), unique and
  * exclusion indexes (deferrable ones rechecked at commit), statement and
  * AFTER row triggers (foreign keys among them) with transition tables.
  * Defaults are evaluated before their rows are written, which no query
@@ -310,6 +311,9 @@ DirectInsertRows(Oid relid, const DirectInsertColumns *columns, int nrows,
 			ExecComputeStoredGenerated(state.result, state.estate, slot, CMD_INSERT);
 		if (desc->constr != NULL)
 			ExecConstraints(state.result, slot, state.estate);
+		/* a partition written directly keeps to its bounds, as INSERT checks */
+		if (rel->rd_rel->relispartition)
+			ExecPartitionCheck(state.result, slot, state.estate, true);
 		MemoryContextSwitchTo(old);
 
 		/* the slot keeps its own copy: the per-row memory is reset */

@@ -177,6 +177,14 @@ CheckHookCallback(Datum callback, const char *kind)
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("function %s returns a set", format_procedure(function)),
 				 errdetail("A %s hook's callback must return a single value or void.", kind)));
+	/* a trigger function (or another pseudo-type's) cannot be called as one */
+	if (get_typtype(proc->prorettype) == TYPTYPE_PSEUDO &&
+		proc->prorettype != VOIDOID && proc->prorettype != RECORDOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("function %s returns pseudo-type %s", format_procedure(function),
+						format_type_be(proc->prorettype)),
+				 errdetail("A %s hook's callback must return a value or void.", kind)));
 	ReleaseSysCache(tuple);
 
 	if (pg_proc_aclcheck(function, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
@@ -207,6 +215,13 @@ CallHookFunction(Oid callback, Jsonb *payload, Oid userid)
 	int			saved_sec_context;
 	ErrorContextCallback errcallback;
 
+	/* the function may have been dropped since the hook was registered */
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(callback)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the function of a commit hook was dropped after the hook was registered"),
+				 errdetail("The hook's function had OID %u.", callback)));
+
 	errcallback.callback = HookErrorContext;
 	errcallback.arg = format_procedure(callback);
 	errcallback.previous = error_context_stack;
@@ -228,6 +243,15 @@ CallHookFunction(Oid callback, Jsonb *payload, Oid userid)
 	PopActiveSnapshot();
 	SetUserIdAndSecContext(saved_userid, saved_sec_context);
 	error_context_stack = errcallback.previous;
+}
+
+/* A hook's function for messages, also once it has been dropped */
+static const char *
+HookName(Oid callback)
+{
+	char	   *name = format_procedure_extended(callback, FORMAT_PROC_INVALID_AS_NULL);
+
+	return name != NULL ? name : "(a dropped function)";
 }
 
 /* Runs one pre-commit hook; in 'log' mode, its error is only a warning */
@@ -274,7 +298,7 @@ RunPreCommitHook(PreCommitHook *hook)
 			ereport(WARNING,
 					(errcode(edata->sqlerrcode),
 					 errmsg("pre-commit hook %s failed: %s",
-							format_procedure(hook->callback), edata->message),
+							HookName(hook->callback), edata->message),
 					 errdetail("The hook was registered with on_error => 'log': its writes were rolled back and the commit goes on.")));
 			FreeErrorData(edata);
 		}
@@ -492,6 +516,47 @@ choreo_post_commit(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * Locks a post-commit hook's outbox row and checks that the caller may act
+ * on it: the registering role, its members and superusers may.  A hook
+ * being run is locked by its worker: this waits for the attempt to end
+ * (and then finds the row gone if the hook succeeded).
+ */
+static void
+LockOwnedHook(ExtensionWrite *write, int64 id, const char *action)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(id)};
+	bool		isnull;
+	Oid			role;
+
+	if (ExecuteExtensionQuery("SELECT role::pg_catalog.oid FROM " CHOREO_SCHEMA ".hooks"
+							  " WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+							  1, argtypes, args, SPI_OK_SELECT) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("post-commit hook %lld does not exist", (long long) id)));
+	role = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	if (!has_privs_of_role(write->caller, role))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s post-commit hook %lld", action, (long long) id),
+				 errdetail("Only the role that registered a hook, its members and superusers may %s it.",
+						   action)));
+}
+
+/* The hook id argument of choreo_retry_hook and choreo_discard_hook */
+static int64
+HookIdArgument(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("hook id must not be null")));
+	return PG_GETARG_INT64(0);
+}
+
 PG_FUNCTION_INFO_V1(choreo_retry_hook);
 
 /* Queues a failed (or waiting) post-commit hook to run again now */
@@ -501,32 +566,14 @@ choreo_retry_hook(PG_FUNCTION_ARGS)
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1];
 	ExtensionWrite write;
-	bool		isnull;
-	Oid			role;
 	int64		id;
 
 	RequireWorkers();
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("hook id must not be null")));
-	id = PG_GETARG_INT64(0);
+	id = HookIdArgument(fcinfo);
 	args[0] = Int64GetDatum(id);
 
 	BeginExtensionWrite(&write, true);
-	if (ExecuteExtensionQuery("SELECT role::pg_catalog.oid FROM " CHOREO_SCHEMA ".hooks"
-							  " WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-							  1, argtypes, args, SPI_OK_SELECT) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("post-commit hook %lld does not exist", (long long) id)));
-	role = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull));
-	if (!has_privs_of_role(write.caller, role))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to retry post-commit hook %lld", (long long) id),
-				 errdetail("Only the role that registered a hook, its members and superusers may retry it.")));
+	LockOwnedHook(&write, id, "retry");
 	ExecuteExtensionQuery("UPDATE " CHOREO_SCHEMA ".hooks"
 						  "   SET attempts = 0, next_attempt_at = pg_catalog.now()"
 						  " WHERE id OPERATOR(pg_catalog.=) $1",
@@ -534,5 +581,31 @@ choreo_retry_hook(PG_FUNCTION_ARGS)
 	EndExtensionWrite(&write);
 
 	WakeWorkersAtCommit(0);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(choreo_discard_hook);
+
+/*
+ * Removes a queued or failed post-commit hook: it will not run (again).
+ * Like any write, it takes effect when the caller's transaction commits.
+ */
+Datum
+choreo_discard_hook(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
+	ExtensionWrite write;
+	int64		id;
+
+	id = HookIdArgument(fcinfo);
+	args[0] = Int64GetDatum(id);
+
+	BeginExtensionWrite(&write, true);
+	LockOwnedHook(&write, id, "discard");
+	ExecuteExtensionQuery("DELETE FROM " CHOREO_SCHEMA ".hooks"
+						  " WHERE id OPERATOR(pg_catalog.=) $1",
+						  1, argtypes, args, SPI_OK_DELETE);
+	EndExtensionWrite(&write);
 	PG_RETURN_VOID();
 }

@@ -326,10 +326,10 @@ PipelineRelease(Pipeline *pipeline)
 		MemoryContextDelete(pipeline->cxt);
 }
 
-/* Raises an error for a step function that was dropped or may not be run */
+/* Raises an error for a step function that was dropped */
 static void
-CheckStepFunction(Pipeline *pipeline, PipelineStep *step,
-				  StepFunction *function, const char *role, Oid user)
+CheckStepFunctionExists(Pipeline *pipeline, PipelineStep *step,
+						StepFunction *function, const char *role)
 {
 	if (!function->exists)
 		ereport(ERROR,
@@ -339,7 +339,31 @@ CheckStepFunction(Pipeline *pipeline, PipelineStep *step,
 				 errdetail("Its %s was the function with OID %u, which has been dropped.",
 						   role, function->oid),
 				 errhint("Remove the step with choreo_remove_step and add it again.")));
+}
 
+/*
+ * Before a step function is called: if the pipeline was invalidated while
+ * its run was under way (a step may drop a later step's function), checks
+ * that the function still exists.
+ */
+void
+PipelineCheckStillCallable(Pipeline *pipeline, int stepno, StepFunction *function,
+						   const char *role)
+{
+	if (!pipeline->stale)
+		return;
+	if (function->exists &&
+		!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(function->oid)))
+		function->exists = false;
+	CheckStepFunctionExists(pipeline, &pipeline->steps[stepno], function, role);
+}
+
+/* Raises an error for a step function that was dropped or may not be run */
+static void
+CheckStepFunction(Pipeline *pipeline, PipelineStep *step,
+				  StepFunction *function, const char *role, Oid user)
+{
+	CheckStepFunctionExists(pipeline, step, function, role);
 	if (pg_proc_aclcheck(function->oid, user, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

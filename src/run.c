@@ -393,7 +393,12 @@ RunSteps(Run *run, RunInput *input, bool try_only)
 		run->current_step = i;
 		if (step->precheck != NULL)
 		{
-			PrecheckVerdict verdict = RunPrecheck(run, i, input, try_only);
+			PrecheckVerdict verdict;
+
+			/* a definition error, outside the step's subtransaction: raised */
+			run->current_phase = PHASE_PRECHECK;
+			PipelineCheckStillCallable(pipeline, i, step->precheck, "precheck");
+			verdict = RunPrecheck(run, i, input, try_only);
 
 			if (verdict == PRECHECK_CANCEL)
 			{
@@ -407,6 +412,8 @@ RunSteps(Run *run, RunInput *input, bool try_only)
 			}
 		}
 
+		run->current_phase = PHASE_JOB;
+		PipelineCheckStillCallable(pipeline, i, &step->job, "job");
 		if (try_only)
 		{
 			if (!TryJob(run, i, input))

@@ -49,6 +49,12 @@ typedef struct SharedState
 	bool		look_everywhere;
 	uint64		queue[COMMIT_QUEUE_SIZE];
 
+	/*
+	 * Per worker, how many times in a row it started without reaching its
+	 * database (dropped, say): kept across its restarts, unlike its slot.
+	 */
+	int			failed_starts[MAX_CHOREO_WORKERS];
+
 	WorkerSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } SharedState;
 
@@ -217,6 +223,35 @@ WorkerClaimGroup(int index, uint64 group)
 		shared->slots[index].group = group;
 	LWLockRelease(shared->lock);
 	return claimed;
+}
+
+/*
+ * Called by a worker before it connects to its database: counts the start,
+ * and returns how long to wait first, doubling with each start in a row
+ * that did not connect (1 s, 2 s, ... at most a minute).  The postmaster
+ * restarts a worker that failed to connect every second; without the
+ * wait, a dropped database would fill the log at that rate.
+ */
+long
+WorkerStartDelay(int index)
+{
+	int			failed;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	failed = shared->failed_starts[index]++;
+	LWLockRelease(shared->lock);
+	if (failed == 0)
+		return 0;
+	return Min(1000L << Min(failed - 1, 6), 60000L);
+}
+
+/* Called once a worker has connected: its next start waits for nothing */
+void
+WorkerStarted(int index)
+{
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	shared->failed_starts[index] = 0;
+	LWLockRelease(shared->lock);
 }
 
 /* Records which hook a worker is running (0: none) */

@@ -18,6 +18,7 @@
 #include "commands/trigger.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
+#include "utils/portal.h"
 #include "utils/snapmgr.h"
 
 #include "choreograph.h"
@@ -45,18 +46,26 @@ WakeWorkersAtCommit(uint64 txid)
 	wake_workers_at_commit = true;
 }
 
-/* Runs pre-commit hooks and flushes buffers until nothing is left to do */
+/*
+ * Runs pre-commit hooks and flushes buffers until nothing is left to do.
+ * Each round ends as CommitTransaction's own pre-commit loop does: the
+ * deferred triggers this work queued are fired, and the portals it opened
+ * (a cursor a hook left open) are closed, or made holdable for WITH HOLD
+ * cursors; PostgreSQL did both before calling us and will not again, so a
+ * portal left open here would outlive the transaction on freed resources.
+ */
 static void
-RunPreCommitWork(void)
+RunPreCommitWork(bool is_prepare)
 {
 	int			rounds = 0;
+	bool		portals_changed;
 
 	if (!PreCommitHooksPending() && !BuffersPending())
 		return;
 
 	/* queries need a snapshot; COMMIT's own was released already */
 	PushActiveSnapshot(GetTransactionSnapshot());
-	while (PreCommitHooksPending() || BuffersPending())
+	do
 	{
 		if (++rounds > MAX_PRE_COMMIT_ROUNDS)
 			ereport(ERROR,
@@ -68,7 +77,8 @@ RunPreCommitWork(void)
 		PreCommitHooksRun();
 		(void) BuffersFlushAll();
 		AfterTriggerFireDeferred();
-	}
+		portals_changed = PreCommit_Portals(is_prepare);
+	} while (portals_changed || PreCommitHooksPending() || BuffersPending());
 	PopActiveSnapshot();
 }
 
@@ -88,8 +98,10 @@ TransactionCallback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
+			RunPreCommitWork(false);
+			break;
 		case XACT_EVENT_PRE_PREPARE:
-			RunPreCommitWork();
+			RunPreCommitWork(true);
 			break;
 		case XACT_EVENT_COMMIT:
 			if (wake_workers_at_commit)

@@ -53,6 +53,9 @@ PGDLLEXPORT void choreo_worker_main(Datum main_arg);
 /* set when a failure scheduled a retry: look through the outbox soon */
 static bool retry_scheduled = false;
 
+/* the memory of one hook's run, reset before the next */
+static MemoryContext hook_cxt = NULL;
+
 typedef struct DueHook
 {
 	int64		id;
@@ -80,22 +83,44 @@ WorkersRegister(void)
 	}
 }
 
-static void
+/*
+ * Starts a transaction of the worker's, with SPI and a snapshot; returns
+ * the memory context to go back to when it ends (CommitWorkerTransaction,
+ * EndFailedWorkerTransaction), since ending a transaction leaves
+ * TopMemoryContext current, where nothing of a pass may land.
+ */
+static MemoryContext
 BeginWorkerTransaction(void)
 {
+	MemoryContext caller = CurrentMemoryContext;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
+	return caller;
 }
 
+/* Commits, reports the transaction's statistics, returns to the caller's memory */
 static void
-CommitWorkerTransaction(void)
+CommitWorkerTransaction(MemoryContext caller)
 {
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+	/* counts the outbox's dead rows and the hooks' writes, for autovacuum */
+	pgstat_report_stat(false);
+}
+
+/* Rolls back a transaction that raised (from a PG_CATCH block) */
+static void
+EndFailedWorkerTransaction(MemoryContext caller)
+{
+	AbortCurrentTransaction();
+	MemoryContextSwitchTo(caller);
+	pgstat_report_stat(false);
 }
 
 /* A query of the workers, prepared once per worker */
@@ -103,7 +128,7 @@ typedef struct WorkerQuery
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[4];
+	Oid			argtypes[5];
 	SPIPlanPtr	plan;
 } WorkerQuery;
 
@@ -151,17 +176,27 @@ static WorkerQuery take_next_hook = {
 };
 
 /* counts a failed attempt: retry after 1, 2, 4... seconds, or give up */
+#define RECORD_FAILURE(set_sqlstate) \
+	"UPDATE " CHOREO_SCHEMA ".hooks" \
+	"   SET attempts = attempts OPERATOR(pg_catalog.+) 1," \
+	"       last_error = pg_catalog.left($2, $3)," \
+	set_sqlstate \
+	"       next_attempt_at = CASE" \
+	"         WHEN attempts OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $4 THEN NULL" \
+	"         ELSE pg_catalog.now() OPERATOR(pg_catalog.+)" \
+	"              pg_catalog.make_interval(secs => LEAST(2 OPERATOR(pg_catalog.^) attempts, 3600))" \
+	"       END" \
+	" WHERE id OPERATOR(pg_catalog.=) $1"
+
 static WorkerQuery record_failure = {
-	"UPDATE " CHOREO_SCHEMA ".hooks"
-	"   SET attempts = attempts OPERATOR(pg_catalog.+) 1,"
-	"       last_error = pg_catalog.left($2, $3),"
-	"       next_attempt_at = CASE"
-	"         WHEN attempts OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $4 THEN NULL"
-	"         ELSE pg_catalog.now() OPERATOR(pg_catalog.+)"
-	"              pg_catalog.make_interval(secs => LEAST(2 OPERATOR(pg_catalog.^) attempts, 3600))"
-	"       END"
-	" WHERE id OPERATOR(pg_catalog.=) $1",
-	4, {INT8OID, TEXTOID, INT4OID, INT4OID}, NULL
+	RECORD_FAILURE("       last_sqlstate = $5,"),
+	5, {INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID}, NULL
+};
+
+/* the same, for an outbox of version 0.2 (not yet updated) */
+static WorkerQuery record_failure_without_sqlstate = {
+	RECORD_FAILURE(""),
+	5, {INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID}, NULL
 };
 
 /*
@@ -203,11 +238,11 @@ ExecuteWorkerQuery(WorkerQuery *query, Datum *args, int expected)
 static int
 FindDueHooks(int64 after, DueHook **due, long *sleep_ms)
 {
-	MemoryContext cxt = CurrentMemoryContext;
+	MemoryContext cxt;
 	int			ndue = 0;
 
 	*sleep_ms = MAX_SLEEP_MS;
-	BeginWorkerTransaction();
+	cxt = BeginWorkerTransaction();
 	pgstat_report_activity(STATE_RUNNING, "choreograph: looking for due hooks");
 
 	/* the extension may not be installed (yet) in this database */
@@ -239,25 +274,30 @@ FindDueHooks(int64 after, DueHook **due, long *sleep_ms)
 		}
 	}
 
-	CommitWorkerTransaction();
+	CommitWorkerTransaction(cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return ndue;
 }
 
-/* Records a failed attempt, in a transaction of its own */
+/* Records a failed attempt (its message and SQLSTATE), in a transaction of its own */
 static void
-RecordHookFailure(int64 id, const char *message)
+RecordHookFailure(int64 id, ErrorData *edata)
 {
-	Datum		args[4];
+	Datum		args[5];
+	MemoryContext cxt;
 
 	args[0] = Int64GetDatum(id);
-	args[1] = CStringGetTextDatum(message);
+	args[1] = CStringGetTextDatum(edata->message != NULL ? edata->message : "");
 	args[2] = Int32GetDatum(choreo_error_max_length);
 	args[3] = Int32GetDatum(choreo_hook_max_attempts);
+	args[4] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
 
-	BeginWorkerTransaction();
-	ExecuteWorkerQuery(&record_failure, args, SPI_OK_UPDATE);
-	CommitWorkerTransaction();
+	cxt = BeginWorkerTransaction();
+	if (get_attnum(ChoreoRelationOid("hooks", false), "last_sqlstate") != InvalidAttrNumber)
+		ExecuteWorkerQuery(&record_failure, args, SPI_OK_UPDATE);
+	else
+		ExecuteWorkerQuery(&record_failure_without_sqlstate, args, SPI_OK_UPDATE);
+	CommitWorkerTransaction(cxt);
 }
 
 /* Raises an error if a hook can no longer run as it was registered */
@@ -285,20 +325,21 @@ CheckHookRunnable(int64 id, Oid callback, Oid role)
 /*
  * Runs the next waiting hook of a transaction, if due, in a transaction of
  * its own which also deletes its outbox row.  Returns false when there was
- * none to run.
+ * none to run.  Everything it allocates is in hook_cxt, reset each time.
  */
 static bool
 RunNextHook(int index, uint64 txid)
 {
-	MemoryContext cxt = CurrentMemoryContext;
 	ErrorData  *volatile edata = NULL;
 	volatile int64 id = 0;
 
+	MemoryContextReset(hook_cxt);
+	MemoryContextSwitchTo(hook_cxt);
 	PG_TRY();
 	{
 		Datum		args[1] = {Int64GetDatum((int64) txid)};
+		MemoryContext cxt = BeginWorkerTransaction();
 
-		BeginWorkerTransaction();
 		ExecuteWorkerQuery(&take_next_hook, args, SPI_OK_DELETE_RETURNING);
 		if (SPI_processed == 1)
 		{
@@ -328,14 +369,14 @@ RunNextHook(int index, uint64 txid)
 			CallHookFunction(callback, no_payload ? NULL : DatumGetJsonbPCopy(payload), role);
 			AtEOXact_GUC(false, nestlevel);
 		}
-		CommitWorkerTransaction();
+		CommitWorkerTransaction(cxt);
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(cxt);
+		MemoryContextSwitchTo(hook_cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
-		AbortCurrentTransaction();
+		EndFailedWorkerTransaction(hook_cxt);
 	}
 	PG_END_TRY();
 
@@ -348,7 +389,7 @@ RunNextHook(int index, uint64 txid)
 		ereport(LOG,
 				(errmsg("choreograph post-commit hook %lld failed: %s",
 						(long long) id, edata->message)));
-		RecordHookFailure(id, edata->message);
+		RecordHookFailure(id, edata);
 		retry_scheduled = true;
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -424,13 +465,35 @@ choreo_worker_main(Datum main_arg)
 	MemoryContext cxt;
 	TimestampTz next_look = 0;	/* look through the outbox at once */
 
+	long		start_delay;
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+
+	/* after starts that could not connect (no such database), wait longer each time */
+	start_delay = WorkerStartDelay(index);
+	if (start_delay > 0)
+	{
+		TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), start_delay);
+		long		left;
+
+		/* the latch is set when a process starts: wait out the whole delay */
+		while ((left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until)) > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 left, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
 	BackgroundWorkerInitializeConnection(choreo_database, NULL, 0);
+	WorkerStarted(index);
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "choreograph worker",
 								ALLOCSET_DEFAULT_SIZES);
+	hook_cxt = AllocSetContextCreate(TopMemoryContext, "choreograph hook",
+									 ALLOCSET_DEFAULT_SIZES);
 	/* published before the first look, so no commit after it goes unseen */
 	WorkerSlotAttach(index);
 	ApplyWorkerSettings();
@@ -465,8 +528,12 @@ choreo_worker_main(Datum main_arg)
 
 		if (look_everywhere || retry_scheduled || GetCurrentTimestamp() >= next_look)
 		{
-			retry_scheduled = false;
-			sleep_ms = RunDueHooks(index, cxt);
+			/* a hook that failed meanwhile set a retry: when it is due is now known */
+			do
+			{
+				retry_scheduled = false;
+				sleep_ms = RunDueHooks(index, cxt);
+			} while (retry_scheduled);
 			next_look = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sleep_ms);
 		}
 		if (ntxids > 0)
@@ -475,6 +542,7 @@ choreo_worker_main(Datum main_arg)
 		sleep_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_look);
 		if (!WorkerMaySleep(index))
 			continue;			/* a commit came in meanwhile */
+		pgstat_report_stat(true);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Max(sleep_ms, 1), PG_WAIT_EXTENSION);
 		WorkerAwake(index);

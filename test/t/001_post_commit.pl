@@ -1,13 +1,16 @@
-# Post-commit hooks across sessions, crashes and signals: the worker is
-# woken at commit, runs every committed hook exactly once whatever crashes,
-# never an aborted one, survives hook errors, reloads on SIGHUP, stops
-# promptly on SIGTERM; without the preload, registering raises 55000.
+# Post-commit hooks across sessions, crashes and signals: a sleeping worker
+# is woken by a commit, runs every committed hook exactly once whatever
+# crashes, never an aborted one, survives hook errors, reloads on SIGHUP,
+# stops on SIGTERM even in the middle of a hook (which runs again), does not
+# hold up a fast shutdown; without the preload, registering raises 55000.
+# Nothing here is timed: how fast hooks start is measured by the benchmark
+# (bench/run, H1 commit-to-start).  Every wait has a bound (the TAP modules'
+# default, 180 seconds) and says what it waited for when it gives up.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time);
 
 my $node = PostgreSQL::Test::Cluster->new('main');
 $node->init;
@@ -18,7 +21,7 @@ choreograph.max_workers = 2
 $node->start;
 $node->safe_psql('postgres', q{
 CREATE EXTENSION choreograph;
-CREATE TABLE done (id serial, n int, at timestamptz DEFAULT clock_timestamp());
+CREATE TABLE done (id serial, n int);
 -- a hook; with "gate" it first waits for advisory lock 4242
 CREATE FUNCTION mark(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -42,27 +45,23 @@ sub worker_pids
 		  . " WHERE backend_type = 'choreograph worker'");
 }
 
-# Wake-up at commit: a hook starts well under a second after COMMIT
-# returns (the workers otherwise sleep up to a minute).
+# Wake-up at commit: with both workers asleep (they look through the
+# outbox once a minute otherwise), a committed hook runs.
 for my $round (1 .. 5)
 {
-	my $latency = $node->safe_psql('postgres', qq{
+	$node->poll_query_until('postgres', q{
+		SELECT count(*) = 2 FROM pg_stat_activity
+		 WHERE backend_type = 'choreograph worker'
+		   AND state = 'idle' AND wait_event = 'Extension'})
+	  or die 'the workers did not go to sleep';
+	$node->safe_psql('postgres', qq{
 		BEGIN;
 		SELECT choreo_post_commit('mark(jsonb)', '{"n": -$round}');
 		COMMIT;
-		CREATE TEMP TABLE committed AS SELECT clock_timestamp() AS at;
-		DO \$\$
-		BEGIN
-			FOR i IN 1 .. 200 LOOP
-				EXIT WHEN EXISTS (SELECT FROM done WHERE n = -$round);
-				PERFORM pg_sleep(0.01);
-			END LOOP;
-		END \$\$;
-		SELECT extract(epoch FROM (SELECT at FROM done WHERE n = -$round) - (SELECT at FROM committed));
 	});
-	($latency) = $latency =~ /(-?[0-9.e-]+)\s*$/;
-	ok(defined $latency && $latency < 1.0,
-		"round $round: hook started ${latency}s after commit");
+	ok( $node->poll_query_until(
+			'postgres', "SELECT EXISTS (SELECT FROM done WHERE n = -$round)"),
+		"round $round: a hook committed while the workers slept ran");
 }
 
 # Hooks of one transaction run in registration order.
@@ -126,13 +125,16 @@ $node->poll_query_until('postgres', 'SELECT attempts >= 1 FROM choreograph.hooks
 is(worker_pids(), $pids, 'the workers survived a failing hook');
 
 # SIGHUP reloads the settings: with hook_max_attempts = 1 a failing hook
-# is given up at once.
+# is given up at once.  The postmaster logs the new value, then signals the
+# workers: a hook committed after that line finds them reloaded.
+my $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', q{
 	DELETE FROM choreograph.hooks;
 	ALTER SYSTEM SET choreograph.hook_max_attempts = 1;
 	SELECT pg_reload_conf();
 });
-sleep 1;
+$node->wait_for_log(qr/parameter "choreograph\.hook_max_attempts" changed to "1"/,
+	$log_offset);
 $node->safe_psql('postgres',
 	q{SELECT choreo_post_commit('mark(jsonb)', '{"n": 3, "fail": true}')});
 $node->poll_query_until('postgres',
@@ -146,8 +148,8 @@ $node->safe_psql('postgres', q{
 	SELECT pg_reload_conf();
 });
 
-# SIGTERM stops a worker promptly, even in the middle of a long hook,
-# which runs again once the worker is back.
+# SIGTERM stops a worker in the middle of a long hook (ten minutes, longer
+# than the wait for it to stop), which runs again once the worker is back.
 $node->safe_psql('postgres',
 	q{SELECT choreo_post_commit('mark(jsonb)', '{"n": 4, "sleep": 600}')});
 $node->poll_query_until('postgres',
@@ -162,18 +164,17 @@ $node->safe_psql('postgres', q{
 	CREATE OR REPLACE FUNCTION mark(p jsonb) RETURNS void LANGUAGE sql
 		AS $$ INSERT INTO done (n) VALUES ((p->>'n')::int) $$;
 });
-my $start = time();
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($busy)");
-$node->poll_query_until('postgres',
-	"SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $busy)")
-  or die 'the worker did not stop';
-my $stopped = time() - $start;
-ok($stopped < 5, sprintf('SIGTERM stopped the worker in %.2fs', $stopped));
-$node->poll_query_until('postgres', 'SELECT count(*) = 1 FROM done WHERE n = 4')
-  or die 'the interrupted hook did not run again';
-pass('the interrupted hook ran again after the worker restarted');
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $busy)"),
+	'SIGTERM stopped the worker in the middle of a hook');
+ok( $node->poll_query_until(
+		'postgres', 'SELECT count(*) = 1 FROM done WHERE n = 4'),
+	'the interrupted hook ran again after the worker restarted');
 
-# A fast shutdown is not held up by a long hook.
+# A fast shutdown is not held up by a long hook (ten minutes; pg_ctl gives
+# up waiting for the shutdown after one).
 $node->safe_psql('postgres', q{
 	CREATE FUNCTION long_hook() RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(600) $$;
 	SELECT choreo_post_commit('long_hook()');
@@ -181,10 +182,7 @@ $node->safe_psql('postgres', q{
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM choreo_hooks WHERE status = 'running'")
   or die 'the long hook did not start';
-$start = time();
-$node->stop('fast');
-my $shutdown = time() - $start;
-ok($shutdown < 10, sprintf('fast shutdown took %.2fs with a hook running', $shutdown));
+ok($node->stop('fast', fail_ok => 1), 'a fast shutdown completed with a hook running');
 
 # Without the preload, post-commit hooks are refused with 55000 and a hint.
 my $plain = PostgreSQL::Test::Cluster->new('plain');
