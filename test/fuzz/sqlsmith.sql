@@ -3,34 +3,38 @@
 --
 -- psql variables: role (the role sqlsmith connects as, owner of nearly
 -- everything here), other (a second role, owning what the first may not
--- touch), weight (how many times each choreo_* function is listed to
--- sqlsmith; 0 leaves sqlsmith's view of the functions alone).
+-- touch), weight (how many times each choreo_* function taking arguments
+-- is listed to sqlsmith, at least 1; see fuzz_catalog below).
 --
 -- What it defines, to give sqlsmith something realistic to chew on:
 -- - schema app: tables of varied column types with data, step functions in
---   PL/pgSQL and SQL, 17 pipelines (prechecks that skip, cancel and fail,
---   jobs that fail, nested and recursive runs, dropped and forbidden step
---   functions, an emptied pipeline), choreo_trigger triggers (BEFORE,
+--   PL/pgSQL and SQL, 20 pipelines (prechecks that skip, cancel and fail,
+--   jobs that fail, nested and recursive runs, a dropped and a forbidden
+--   step function, an emptied pipeline), choreo_trigger triggers (BEFORE,
 --   AFTER, INSTEAD OF, deferred constraint, statement-level refused),
---   7 buffers (plain, INSERT-path, partitioned, generated columns, varied
---   types, a failing foreign key, one of the other role's), choreo_capture
---   triggers, and pre-/post-commit hooks registered by triggers;
--- - table app.names: valid and invalid pipeline, step and buffer names,
---   functions, tables, payloads and items, as columns sqlsmith can pass
---   to the functions (it draws arguments from columns in scope, NULL
---   casts and small integers, so that is how it finds real names);
--- - schema fuzz: wrappers returning boolean or jsonb around the choreo_*
---   functions that return void or a set, which sqlsmith never calls
---   (it only calls functions whose result type one of its expressions can
---   take, and not set-returning ones);
--- - schema fuzz_catalog: a view named pg_proc, first in the role's
---   search_path.  sqlsmith reads the functions it may call from an
---   unqualified pg_proc; the view lists the choreo_* functions and the
---   wrappers :weight times each (under made-up oids), the app functions
---   once, and of PostgreSQL's own only the immutable and stable ones on
---   the types our functions take and return, so that a good share of the
---   generated calls are ours and none is an administrative function
---   (pg_terminate_backend, pg_sleep, set_config, lo_*...).
+--   8 buffers (plain, INSERT-path, partitioned, generated columns, varied
+--   types, a deferred foreign key, one of the other role's), choreo_capture
+--   triggers, pre-/post-commit hooks registered by triggers, misconfigured
+--   triggers;
+-- - tables app.names, app.schedules, app.routes, app.callbacks: valid and
+--   invalid pipeline, step and buffer names, functions, tables, payloads
+--   and items, as columns sqlsmith can pass to the functions (it draws
+--   arguments from columns in scope, scalar subqueries, NULL casts and
+--   small integers, so that is how it finds real names);
+-- - schema fuzz: for each choreo_* function returning void or a set, which
+--   sqlsmith never calls (it calls only functions whose result type one of
+--   its expressions can take, and no set-returning ones), a wrapper of the
+--   same name returning boolean or jsonb; and choreo_*_n variants naming
+--   the pipeline, buffer, step function or table by a number;
+-- - schema fuzz_catalog, first in the role's search_path: views named
+--   pg_proc and pg_type, which sqlsmith reads unqualified to learn the
+--   functions and types it may use.  pg_proc lists the choreo_* functions
+--   and wrappers :weight times each (under made-up oids), the app functions
+--   once, and of PostgreSQL's own only the immutable and stable ones on the
+--   types our functions take and return, so that a good share of the calls
+--   are ours and none is an administrative function (pg_terminate_backend,
+--   pg_sleep, set_config, lo_*...); pg_type names the range, multirange
+--   and enum pseudo types after concrete ones (see there).
 
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
@@ -545,35 +549,36 @@ RESET ROLE;
 ANALYZE;
 
 -- ---------------------------------------------------------------------
--- fuzz: wrappers sqlsmith can call (boolean or jsonb instead of void or
--- a set), in PL/pgSQL so that an error's CONTEXT names the choreo_*
--- function
+-- fuzz: wrappers sqlsmith can call, of the same name, for each choreo_*
+-- function returning void (boolean instead, in PL/pgSQL so that an error's
+-- CONTEXT names the function) or a set (the rows as a jsonb array)
 -- ---------------------------------------------------------------------
 SET ROLE :"role";
-CREATE FUNCTION fuzz.choreo_add_step(text, text, regprocedure, regprocedure, int) RETURNS boolean
-    LANGUAGE plpgsql AS $$ BEGIN PERFORM public.choreo_add_step($1, $2, $3, $4, $5); RETURN true; END $$;
-CREATE FUNCTION fuzz.choreo_remove_step(text, text) RETURNS boolean
-    LANGUAGE plpgsql AS $$ BEGIN PERFORM public.choreo_remove_step($1, $2); RETURN true; END $$;
-CREATE FUNCTION fuzz.choreo_drop_pipeline(text) RETURNS boolean
-    LANGUAGE plpgsql AS $$ BEGIN PERFORM public.choreo_drop_pipeline($1); RETURN true; END $$;
-CREATE FUNCTION fuzz.choreo_cancel(text) RETURNS boolean
-    LANGUAGE plpgsql AS $$ BEGIN PERFORM public.choreo_cancel($1); RETURN true; END $$;
-CREATE FUNCTION fuzz.choreo_skip(jsonb, text) RETURNS boolean
-    LANGUAGE plpgsql AS $$ BEGIN PERFORM public.choreo_skip($1, $2); RETURN true; END $$;
-CREATE FUNCTION fuzz.choreo_pre_commit(regprocedure, jsonb, text, text) RETURNS boolean
-    LANGUAGE plpgsql AS $$ BEGIN PERFORM public.choreo_pre_commit($1, $2, $3, $4); RETURN true; END $$;
-CREATE FUNCTION fuzz.choreo_post_commit(regprocedure, jsonb, text) RETURNS boolean
-    LANGUAGE plpgsql AS $$ BEGIN PERFORM public.choreo_post_commit($1, $2, $3); RETURN true; END $$;
-CREATE FUNCTION fuzz.choreo_retry_hook(bigint) RETURNS boolean
-    LANGUAGE plpgsql AS $$ BEGIN PERFORM public.choreo_retry_hook($1); RETURN true; END $$;
-CREATE FUNCTION fuzz.choreo_create_buffer(text, regclass, int) RETURNS boolean
-    LANGUAGE plpgsql AS $$ BEGIN PERFORM public.choreo_create_buffer($1, $2, $3); RETURN true; END $$;
-CREATE FUNCTION fuzz.choreo_drop_buffer(text) RETURNS boolean
-    LANGUAGE plpgsql AS $$ BEGIN PERFORM public.choreo_drop_buffer($1); RETURN true; END $$;
-CREATE FUNCTION fuzz.choreo_fire_forget(text, jsonb) RETURNS boolean
-    LANGUAGE plpgsql AS $$ BEGIN PERFORM public.choreo_fire_forget($1, $2); RETURN true; END $$;
-CREATE FUNCTION fuzz.choreo_errors() RETURNS jsonb
-    LANGUAGE sql AS $$ SELECT jsonb_agg(to_jsonb(e)) FROM public.choreo_errors() e $$;
+DO $$
+DECLARE
+    f record;
+    args text;
+BEGIN
+    FOR f IN SELECT p.proname, n.nspname, p.pronargs, p.proretset, oidvectortypes(p.proargtypes) AS types
+             FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+             JOIN pg_catalog.pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                  AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+             JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'choreograph'
+             WHERE p.proname LIKE 'choreo\_%' AND n.nspname <> 'choreograph'
+               AND (p.prorettype = 'void'::regtype OR p.proretset)
+    LOOP
+        SELECT string_agg('$' || i, ', ') INTO args FROM generate_series(1, f.pronargs) i;
+        IF f.proretset THEN
+            EXECUTE format('CREATE FUNCTION fuzz.%I(%s) RETURNS jsonb LANGUAGE sql '
+                           'AS $f$ SELECT jsonb_agg(to_jsonb(r)) FROM %I.%I(%s) r $f$',
+                           f.proname, f.types, f.nspname, f.proname, args);
+        ELSE
+            EXECUTE format('CREATE FUNCTION fuzz.%I(%s) RETURNS boolean LANGUAGE plpgsql '
+                           'AS $f$ BEGIN PERFORM %I.%I(%s); RETURN true; END $f$',
+                           f.proname, f.types, f.nspname, f.proname, args);
+        END IF;
+    END LOOP;
+END $$;
 
 -- ... and variants naming their pipeline, buffer, function or table by a
 -- number (the n-th, modulo how many there are): sqlsmith's integers are
@@ -696,6 +701,25 @@ SELECT (4000000000 + k * 100000 + p.oid::int8 % 100000)::oid, p.proname, p.prona
 CREATE UNIQUE INDEX ON fuzz_private.procs (oid);
 CREATE VIEW fuzz_catalog.pg_proc AS SELECT * FROM fuzz_private.procs;
 GRANT SELECT ON fuzz_catalog.pg_proc TO PUBLIC;
+
+-- fuzz_catalog.pg_type: what sqlsmith sees of pg_type.  sqlsmith fills an
+-- operand of a pseudo type it has no column of with cast(null as TYPE),
+-- an error; PostgreSQL's many range and multirange operators have such
+-- operands, which made nearly half of the queries fail before they ran.
+-- Here those pseudo types keep their oid and kind but are named after a
+-- concrete type, so that the cast is valid (and the query runs).
+CREATE VIEW fuzz_catalog.pg_type AS
+SELECT t.oid,
+       (CASE t.typname WHEN 'anymultirange' THEN 'int4multirange' WHEN 'anycompatiblemultirange' THEN 'int4multirange'
+                       WHEN 'anyrange' THEN 'int4range' WHEN 'anycompatiblerange' THEN 'int4range'
+                       WHEN 'anyenum' THEN 'mood' ELSE t.typname END)::name AS typname,
+       CASE t.typname WHEN 'anyenum' THEN 'app'::regnamespace::oid ELSE t.typnamespace END AS typnamespace,
+       t.typowner, t.typlen, t.typbyval, t.typtype, t.typcategory, t.typispreferred, t.typisdefined, t.typdelim,
+       t.typrelid, t.typsubscript, t.typelem, t.typarray, t.typinput, t.typoutput, t.typreceive, t.typsend,
+       t.typmodin, t.typmodout, t.typanalyze, t.typalign, t.typstorage, t.typnotnull, t.typbasetype, t.typtypmod,
+       t.typndims, t.typcollation, t.typdefaultbin, t.typdefault, t.typacl
+FROM pg_catalog.pg_type t;
+GRANT SELECT ON fuzz_catalog.pg_type TO PUBLIC;
 
 SELECT 'functions sqlsmith sees: ' || count(*) FILTER (WHERE proname LIKE 'choreo\_%') || ' choreo_* (with copies), '
        || count(*) FILTER (WHERE pronamespace IN ('app'::regnamespace, 'app_other'::regnamespace)) || ' app, '
