@@ -21,11 +21,11 @@
 --   and items, as columns sqlsmith can pass to the functions (it draws
 --   arguments from columns in scope, scalar subqueries, NULL casts and
 --   small integers, so that is how it finds real names);
--- - schema fuzz: for each choreo_* function returning void or a set, which
---   sqlsmith never calls (it calls only functions whose result type one of
---   its expressions can take, and no set-returning ones), a wrapper of the
---   same name returning boolean or jsonb; and choreo_*_n variants naming
---   the pipeline, buffer, step function or table by a number;
+-- - schema fuzz: for each choreo_* function returning void or a set, a
+--   wrapper of the same name returning boolean or jsonb (sqlsmith calls
+--   only functions whose result type one of its expressions takes: void
+--   only where any type will do, sets never); and choreo_*_n variants
+--   naming the pipeline, buffer, step function or table by a number;
 -- - schema fuzz_catalog, first in the role's search_path: views named
 --   pg_proc and pg_type, which sqlsmith reads unqualified to learn the
 --   functions and types it may use.  pg_proc lists the choreo_* functions
@@ -667,7 +667,7 @@ RESET ROLE;
 -- of its own), behind a view (so that sqlsmith's role does not see the table)
 CREATE SCHEMA fuzz_private;
 CREATE TABLE fuzz_private.procs AS
-WITH types(t) AS (
+SELECT * FROM (WITH types(t) AS (
     SELECT unnest(ARRAY['text', 'varchar', 'name', 'jsonb', 'json', 'int2', 'int4', 'int8', 'bool',
                         'numeric', 'float8', 'regclass', 'regprocedure', 'oid', 'bytea', 'timestamptz',
                         'date', 'uuid', 'interval', 'anyelement', 'anynonarray', 'anyarray',
@@ -697,7 +697,9 @@ SELECT (4000000000 + k * 100000 + p.oid::int8 % 100000)::oid, p.proname, p.prona
        p.proargdefaults, p.protrftypes, p.prosrc, p.probin, p.prosqlbody, p.proconfig, p.proacl
     FROM pg_catalog.pg_proc p,
          generate_series(1, CASE WHEN p.pronargs = 0 THEN greatest(1, :weight / 10) ELSE :weight END - 1) k
-    WHERE p.oid IN (SELECT oid FROM ours);
+    WHERE p.oid IN (SELECT oid FROM ours)) procs
+-- in an order that does not depend on the oids (see the end)
+ORDER BY pronamespace::regnamespace::text, proname, oidvectortypes(proargtypes), oid::int8 >= 4000000000, oid;
 CREATE UNIQUE INDEX ON fuzz_private.procs (oid);
 CREATE VIEW fuzz_catalog.pg_proc AS SELECT * FROM fuzz_private.procs;
 GRANT SELECT ON fuzz_catalog.pg_proc TO PUBLIC;
@@ -725,3 +727,9 @@ SELECT 'functions sqlsmith sees: ' || count(*) FILTER (WHERE proname LIKE 'chore
        || count(*) FILTER (WHERE pronamespace IN ('app'::regnamespace, 'app_other'::regnamespace)) || ' app, '
        || count(*) FILTER (WHERE pronamespace = 'pg_catalog'::regnamespace) || ' PostgreSQL''s'
        AS notice FROM fuzz_catalog.pg_proc;
+
+-- sqlsmith picks tables and types by their position in what it read, in
+-- the catalogs' physical order, which vacuum and pruning vary from one
+-- set-up to the next: sorted, the same seed generates the same queries
+CLUSTER pg_catalog.pg_class USING pg_class_relname_nsp_index;
+CLUSTER pg_catalog.pg_type USING pg_type_typname_nsp_index;
