@@ -12,8 +12,8 @@
 --   jobs that fail, nested and recursive runs, a dropped and a forbidden
 --   step function, an emptied pipeline), choreo_trigger triggers (BEFORE,
 --   AFTER, INSTEAD OF, deferred constraint, statement-level refused),
---   8 buffers (plain, INSERT-path, partitioned, generated columns, varied
---   types, a deferred foreign key, one of the other role's), choreo_capture
+--   9 buffers (plain, INSERT-path, partitioned, generated columns, varied
+--   types, a deferred foreign key, one of the other role's, a dropped table), choreo_capture
 --   triggers, pre-/post-commit hooks registered by triggers, misconfigured
 --   triggers;
 -- - tables app.names, app.schedules, app.routes, app.callbacks: valid and
@@ -385,6 +385,10 @@ SELECT choreo_create_buffer('guarded', 'app.guarded', 4);
 SELECT choreo_create_buffer('readings', 'app.readings', 2);
 SELECT choreo_create_buffer('notes', 'app.customer_notes', 1);
 SELECT choreo_create_buffer('snapshots', 'app.order_snapshots', 7);
+-- a buffer whose table is gone (42P01 when fired into)
+CREATE TABLE app.gone (id int, payload jsonb);
+SELECT choreo_create_buffer('gone', 'app.gone', 2);
+DROP TABLE app.gone;
 
 CREATE TRIGGER orders_flow AFTER INSERT ON app.orders
     FOR EACH ROW EXECUTE FUNCTION choreo_trigger('order_flow');
