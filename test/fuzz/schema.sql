@@ -263,12 +263,12 @@ CREATE INDEX ON def_log (tx); CREATE INDEX ON def_log (wtx);
 DO $$
 BEGIN
     BEGIN
-        EXECUTE format('CREATE ROLE %I NOLOGIN', current_database() || '_other');
+        EXECUTE format('CREATE ROLE %I NOLOGIN', current_database() || '_model');
     EXCEPTION WHEN duplicate_object THEN
         NULL;
     WHEN insufficient_privilege THEN
         RETURN;
     END;
-    EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA public TO %I', current_database() || '_other');
-    EXECUTE format('GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO %I', current_database() || '_other');
+    EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA public TO %I', current_database() || '_model');
+    EXECUTE format('GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO %I', current_database() || '_model');
 END $$;
