@@ -44,9 +44,12 @@ PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 # The two commands of the README work on a fresh machine, before the
 # server headers (and so PGXS) are installed: they install what is missing.
 .DEFAULT_GOAL := all
-.PHONY: demo test bench print-regress print-isolation
+.PHONY: demo test bench fuzz print-regress print-isolation
 bench:
 	bash bench/run
+# random transactions against a model, and sqlsmith (FUZZ_SEED, FUZZ_TRANSACTIONS, FUZZ_QUERIES)
+fuzz:
+	bash test/fuzz/run
 demo:
 	bash test/demo
 test:
