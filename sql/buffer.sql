@@ -262,6 +262,36 @@ SELECT count(*) AS kept, count(*) FILTER (WHERE kind LIKE 'dropped%') AS dropped
        bool_and(kind = 'kept ' || rank) AS in_order
   FROM (SELECT kind, row_number() OVER (ORDER BY id) AS rank FROM events) e;
 
+-- state left by a rolled-back exception block once leaked into the next
+-- transaction: a crash, or a batch written with another item's columns
+CREATE TABLE ledger (id bigserial, tx int NOT NULL, op int NOT NULL);
+CREATE TABLE ledger_capture (id bigserial, payload jsonb NOT NULL);
+SELECT choreo_create_buffer('ledger', 'ledger', 7), choreo_create_buffer('ledger_capture', 'ledger_capture', 4);
+BEGIN;
+SELECT choreo_fire_forget('ledger_capture', '{"payload": {}}');
+DO $$ BEGIN PERFORM choreo_flush(); RAISE EXCEPTION 'x'; EXCEPTION WHEN OTHERS THEN NULL; END $$;
+COMMIT;
+BEGIN;
+SELECT choreo_fire_forget('ledger', '{"tx": 2, "op": 1}');
+SELECT choreo_fire_forget('ledger_capture', '{"payload": {}}');
+SAVEPOINT s;
+ROLLBACK TO s;
+COMMIT;
+BEGIN;
+SELECT choreo_fire_forget('ledger_capture', '{"payload": {}}');
+DO $$ BEGIN PERFORM choreo_fire_forget('ledger', '{"tx": 3, "op": 1}'); RAISE EXCEPTION 'x'; EXCEPTION WHEN OTHERS THEN NULL; END $$;
+COMMIT;
+BEGIN;
+SELECT choreo_fire_forget('ledger', '{"tx": 4, "op": 1}');
+SELECT choreo_fire_forget('ledger_capture', '{"payload": {}}');
+SAVEPOINT s;
+ROLLBACK TO s;
+COMMIT;
+SELECT tx, op FROM ledger ORDER BY id;
+SELECT count(*) AS captured FROM ledger_capture;
+SELECT choreo_drop_buffer('ledger'), choreo_drop_buffer('ledger_capture');
+DROP TABLE ledger, ledger_capture;
+
 -- values computed per item live in the batch, not in the fired argument
 -- (unconstrained numeric values once pointed into freed memory)
 CREATE TABLE measures (id serial PRIMARY KEY, n numeric, label text, ok bool);

@@ -271,6 +271,17 @@ COMMIT PREPARED 'choreo_failing_hook';
 SELECT kind FROM prepared_events ORDER BY id;
 SELECT hook_entries();
 TRUNCATE hook_log;
+-- two log-mode hooks failing, the second after a flush (once a crash at COMMIT)
+CREATE FUNCTION plain_failure() RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'plain failure'; END $$;
+BEGIN;
+SELECT choreo_fire_forget('prepared_events', '{"kind": "pending at commit"}');
+SELECT choreo_pre_commit('plain_failure()', on_error => 'log');
+SELECT choreo_pre_commit('failing_flush_hook()', on_error => 'log');
+\set VERBOSITY terse
+COMMIT;
+\set VERBOSITY default
+SELECT kind FROM prepared_events ORDER BY id;
+DROP FUNCTION plain_failure();
 SELECT choreo_drop_buffer('prepared_events');
 DROP TABLE prepared_events;
 DROP FUNCTION failing_flush_hook(), open_cursor(), hold_cursor(), trigger_hook();
