@@ -506,7 +506,7 @@ choreo_worker_main(Datum main_arg)
 		uint64		txids[DUE_HOOKS_BATCH];
 		bool		look_everywhere;
 		int			ntxids;
-		long		sleep_ms;
+		long		sleep_ms = MAX_SLEEP_MS;
 
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
