@@ -6,6 +6,7 @@ OBJS = \
 	src/choreograph.o \
 	src/buffer.o \
 	src/buffer_catalog.o \
+	src/buffer_write.o \
 	src/capture.o \
 	src/catalog.o \
 	src/direct_insert.o \
@@ -63,6 +64,8 @@ print-isolation:
 
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
+# every object depends on the headers: they hold the shared structs
+$(OBJS): $(wildcard $(srcdir)/src/*.h)
 else
 all install installcheck:
 	@echo "PostgreSQL's PGXS was not found; run 'make demo' or 'make test' to install it, or set PG_CONFIG" >&2

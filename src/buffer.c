@@ -1,26 +1,18 @@
 /*
  * buffer.c
  *		Batched buffers: items fired with choreo_fire_forget (or
- *		choreo_capture) are kept in backend memory and written in batches,
- *		one INSERT per batch, when a buffer is full, on choreo_flush, on
- *		choreo_fire_and_wait and at pre-commit.
+ *		choreo_capture) are kept in backend memory and written in batches
+ *		(buffer_write.c), one statement per batch, when a buffer is full, on
+ *		choreo_flush, on choreo_fire_and_wait and at pre-commit.
  *
- * Per transaction, each buffer fired into gets a PendingBuffer: the target
- * table's columns (read once; the table stays locked, so they cannot
- * change) and its items, in batches.  An item is converted to the columns'
- * types when fired, so bad values fail then, not at commit; unnamed columns
- * take their defaults when written.  A batch of items naming the same
- * columns, fired by the same role, is written as one statement: without
- * planning anything where the table allows it (direct_insert.c, the way
- * COPY writes), else with
- *
- *     INSERT INTO target (named columns)
- *         SELECT * FROM choreograph.choreo_buffer_rows() AS r(their types)
- *
- * where choreo_buffer_rows() returns the items being written, through a
- * plan prepared once per backend and column set.  Either way the write
- * happens as the role that fired the items, and triggers, constraints,
- * rules, row-level security and privileges apply as to a plain INSERT.
+ * Per transaction, each buffer fired into gets a PendingBuffer, in a memory
+ * context of its own: the target table's columns, read at the first fire,
+ * and its items, in batches.  An item is converted to the columns' types
+ * when fired, so bad values fail then, not at commit; unnamed columns take
+ * their defaults when written.  A buffer dropped and created again, or a
+ * table altered in the transaction, gets a new PendingBuffer for the items
+ * fired afterwards; the earlier ones are written as they were fired, or
+ * refused with a clear error if their columns are gone.
  *
  * Savepoints: each item records the subtransaction level that fired it, so
  * a rollback drops exactly its items (always a tail: levels never decrease
@@ -29,7 +21,9 @@
  * so does their write, so such a batch is kept ("exposed") until its
  * subtransaction is released to a level that fired all its items, and
  * queued again if it rolls back.  Memory thus stays bounded by max_batch
- * items per buffer (per open savepoint level at worst).
+ * items per buffer (per open savepoint level at worst): the memory of
+ * dropped items is given back once they outnumber the kept ones, and a
+ * PendingBuffer made in a rolled-back subtransaction is freed with it.
  */
 #include "postgres.h"
 
@@ -54,103 +48,42 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-#include "choreograph.h"
-
-/* A column of a buffer's target table */
-typedef struct BufferColumn
-{
-	NameData	name;
-	AttrNumber	attnum;
-	Oid			type;
-	int32		typmod;
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	char		generated;		/* attgenerated */
-	char		identity;		/* attidentity */
-	JsonColumnConverter converter;
-} BufferColumn;
-
-/* The columns an item names, as indexes into the buffer's columns */
-typedef struct ColumnSet
-{
-	int			ncolumns;
-	int		   *columns;		/* ascending */
-	char	   *signature;		/* "3,5,6": key of the insert plan */
-	DirectInsertColumns direct; /* the same columns, for DirectInsertRows */
-} ColumnSet;
-
-typedef struct BufferItem
-{
-	int			nest_level;		/* subtransaction level that fired it */
-	Oid			userid;			/* the role that fired it */
-	ColumnSet  *set;
-	Datum	   *values;
-	bool	   *nulls;
-} BufferItem;
+#include "buffer_private.h"
 
 typedef struct Batch
 {
 	MemoryContext cxt;			/* holds the items and this list's cells */
 	List	   *items;			/* of BufferItem *, in firing order */
 	int			flushed_level;	/* 0: pending; else the level that wrote it */
+	int			ndropped;		/* items dropped since its memory was compacted */
 } Batch;
-
-struct PendingBuffer
-{
-	char	   *name;			/* hash key */
-	Oid			target;
-	int			max_batch;
-	char	   *target_name;	/* schema-qualified and quoted */
-	uint64		def_generation; /* BufferDefinitionsGeneration() when checked */
-	int			created_level;
-	int			ncolumns;
-	BufferColumn *columns;
-	List	   *sets;			/* of ColumnSet *, interned */
-	List	   *batches;		/* of Batch *, oldest first */
-	int			npending;		/* items in pending batches */
-};
-
-/* An insert plan, kept per backend for a target and a column set */
-typedef struct InsertPlan
-{
-	char	   *key;			/* hash key: "relid/returning/signature" */
-	Oid			target;
-	bool		stale;			/* the table changed: prepare again */
-	SPIPlanPtr	plan;
-} InsertPlan;
 
 /* An entry of the per-transaction table of pending buffers */
 typedef struct PendingBufferEntry
 {
 	const char *name;			/* hash key: points to buffer->name */
-	PendingBuffer *buffer;
+	PendingBuffer *buffer;		/* the newest pending state of the name */
 } PendingBufferEntry;
 
 static int64 FlushBuffer(PendingBuffer *buffer);
 
 static HTAB *pending_buffers = NULL;	/* in TopTransactionContext */
 static PendingBuffer *last_fired = NULL;	/* fast path for firing in a loop */
-
-/* the items the INSERT being executed reads, through choreo_buffer_rows() */
-static BufferItem **writing_items = NULL;
-static int	writing_count = 0;
 static List *pending_order = NIL;	/* of PendingBuffer *, first fired first */
-static HTAB *insert_plans = NULL;	/* in TopMemoryContext */
 
-/* Marks the insert plans of a table (or all) to be prepared again */
+/* Marks the pending buffers of a table (or all) to have it read again */
 void
-InsertPlansInvalidate(Oid relid)
+PendingBuffersTargetChanged(Oid relid)
 {
-	HASH_SEQ_STATUS status;
-	InsertPlan *plan;
+	ListCell   *lc;
 
-	if (insert_plans == NULL)
-		return;
-	hash_seq_init(&status, insert_plans);
-	while ((plan = hash_seq_search(&status)) != NULL)
-		if (!OidIsValid(relid) || plan->target == relid)
-			plan->stale = true;
+	foreach(lc, pending_order)
+	{
+		PendingBuffer *buffer = lfirst(lc);
+
+		if (!OidIsValid(relid) || buffer->target == relid)
+			buffer->target_changed = true;
+	}
 }
 
 /* Reads the columns of a buffer's target into a new PendingBuffer */
@@ -176,16 +109,47 @@ ReadTargetColumns(PendingBuffer *buffer, Relation rel)
 		get_typlenbyvalalign(attr->atttypid, &column->typlen, &column->typbyval,
 							 &column->typalign);
 		JsonColumnConverterInit(&column->converter, attr->atttypid, attr->atttypmod);
-		column->converter.cxt = TopTransactionContext;
+		column->converter.cxt = buffer->cxt;
 		buffer->ncolumns++;
 	}
 }
 
+/* Whether the table's columns are still those a buffer read at its first fire */
+static bool
+TargetColumnsUnchanged(PendingBuffer *buffer)
+{
+	Relation	rel = RelationIdGetRelation(buffer->target);
+	TupleDesc	desc;
+	int			live = 0;
+	bool		same = true;
+
+	if (!RelationIsValid(rel))
+		return false;
+	desc = RelationGetDescr(rel);
+	for (int i = 0; i < desc->natts && same; i++)
+	{
+		Form_pg_attribute attr = TupleDescAttr(desc, i);
+		BufferColumn *column = &buffer->columns[live];
+
+		if (attr->attisdropped)
+			continue;
+		same = live < buffer->ncolumns && column->attnum == attr->attnum &&
+			column->type == attr->atttypid && column->typmod == attr->atttypmod &&
+			column->generated == attr->attgenerated &&
+			column->identity == attr->attidentity &&
+			strcmp(NameStr(column->name), NameStr(attr->attname)) == 0;
+		live++;
+	}
+	RelationClose(rel);
+	return same && live == buffer->ncolumns;
+}
+
 /*
- * Whether a buffer's pending state still matches its definition: a buffer
- * dropped and created again in this transaction, even under the same
- * name, is another buffer (items fired before the change still go to the
- * old table).  Raises 42704 if the buffer no longer exists.
+ * Whether new items may go to a buffer's pending state: not once the
+ * buffer was dropped and created again (even under the same name) or its
+ * table's columns changed in this transaction; those items get a new
+ * pending state, and the items fired before still go where they were
+ * fired.  Raises 42704 if the buffer no longer exists.
  */
 static bool
 PendingBufferCurrent(PendingBuffer *buffer)
@@ -193,11 +157,25 @@ PendingBufferCurrent(PendingBuffer *buffer)
 	BufferDef	def;
 	uint64		generation = BufferDefinitionsGeneration();
 
+	if (buffer->outdated)
+		return false;
+	if (buffer->target_changed)
+	{
+		buffer->target_changed = false;
+		if (!TargetColumnsUnchanged(buffer))
+		{
+			buffer->outdated = true;
+			return false;
+		}
+	}
 	if (buffer->def_generation == generation)
 		return true;
 	BufferLookup(buffer->name, &def);
 	if (def.target != buffer->target || def.max_batch != buffer->max_batch)
+	{
+		buffer->outdated = true;
 		return false;
+	}
 	buffer->def_generation = generation;
 	return true;
 }
@@ -234,12 +212,19 @@ PendingBufferFor(const char *name)
 				 errmsg("the table of buffer \"%s\" no longer exists", name),
 				 errhint("Drop the buffer and create it again.")));
 
-	old = MemoryContextSwitchTo(TopTransactionContext);
 	if (pending_buffers == NULL)
 		pending_buffers = StringPointerHashCreate("choreograph pending buffers", 16,
 												  sizeof(PendingBufferEntry),
 												  TopTransactionContext);
-	buffer = palloc0(sizeof(PendingBuffer));
+	{
+		MemoryContext cxt = AllocSetContextCreate(TopTransactionContext,
+												  "choreograph pending buffer",
+												  ALLOCSET_SMALL_SIZES);
+
+		old = MemoryContextSwitchTo(cxt);
+		buffer = palloc0(sizeof(PendingBuffer));
+		buffer->cxt = cxt;
+	}
 	buffer->name = pstrdup(name);
 	buffer->target = def.target;
 	buffer->max_batch = def.max_batch;
@@ -249,6 +234,7 @@ PendingBufferFor(const char *name)
 	buffer->created_level = GetCurrentTransactionNestLevel();
 	ReadTargetColumns(buffer, rel);
 	/* the entry names the newest pending state of the name */
+	MemoryContextSwitchTo(TopTransactionContext);
 	entry = hash_search(pending_buffers, &buffer->name, HASH_ENTER, NULL);
 	entry->name = buffer->name;
 	entry->buffer = buffer;
@@ -323,14 +309,19 @@ InternColumnSet(PendingBuffer *buffer, int *columns, int ncolumns)
 			return set;
 	}
 
-	old = MemoryContextSwitchTo(TopTransactionContext);
+	old = MemoryContextSwitchTo(buffer->cxt);
 	set = palloc(sizeof(ColumnSet));
 	set->ncolumns = ncolumns;
 	set->columns = palloc(sizeof(int) * Max(ncolumns, 1));
 	memcpy(set->columns, columns, sizeof(int) * ncolumns);
 	initStringInfo(&signature);
 	for (int i = 0; i < ncolumns; i++)
-		appendStringInfo(&signature, i > 0 ? ",%d" : "%d", columns[i]);
+	{
+		BufferColumn *column = &buffer->columns[columns[i]];
+
+		appendStringInfo(&signature, "%s%d:%u:%d", i > 0 ? "," : "",
+						 column->attnum, column->type, column->typmod);
+	}
 	set->signature = signature.data;
 	set->direct.ncolumns = ncolumns;
 	set->direct.attnums = palloc(sizeof(AttrNumber) * Max(ncolumns, 1));
@@ -538,9 +529,9 @@ CurrentBatch(PendingBuffer *buffer)
 	if (batch != NULL && batch->flushed_level == 0)
 		return batch;
 
-	old = MemoryContextSwitchTo(TopTransactionContext);
+	old = MemoryContextSwitchTo(buffer->cxt);
 	batch = palloc0(sizeof(Batch));
-	batch->cxt = AllocSetContextCreate(TopTransactionContext, "choreograph buffer batch",
+	batch->cxt = AllocSetContextCreate(buffer->cxt, "choreograph buffer batch",
 									   ALLOCSET_DEFAULT_SIZES);
 	buffer->batches = lappend(buffer->batches, batch);
 	MemoryContextSwitchTo(old);
@@ -599,207 +590,6 @@ BufferFireJsonb(PendingBuffer *buffer, int column, Jsonb *document)
 	FreeDraftMemory(scratch);
 }
 
-/* Returns the insert plan of a column set, preparing it on first use */
-static SPIPlanPtr
-InsertPlanFor(PendingBuffer *buffer, ColumnSet *set, bool returning)
-{
-	char		key_buffer[NAMEDATALEN * 2];
-	char	   *key = key_buffer;
-	InsertPlan *entry;
-	bool		found;
-	StringInfoData query;
-	Oid		   *argtypes;
-	SPIPlanPtr	plan;
-
-	if (insert_plans == NULL)
-		insert_plans = StringPointerHashCreate("choreograph insert plans", 16,
-											   sizeof(InsertPlan), TopMemoryContext);
-	if (snprintf(key_buffer, sizeof(key_buffer), "%u/%d/%s", buffer->target,
-				 returning, set->signature) >= (int) sizeof(key_buffer))
-		key = psprintf("%u/%d/%s", buffer->target, returning, set->signature);
-	entry = hash_search(insert_plans, &key, HASH_FIND, &found);
-	if (entry != NULL && !entry->stale)
-		return entry->plan;
-
-	initStringInfo(&query);
-	appendStringInfo(&query, "INSERT INTO %s AS choreo_target", buffer->target_name);
-	argtypes = palloc(sizeof(Oid));
-	if (set->ncolumns == 0)
-	{
-		/* every column takes its default */
-		appendStringInfoString(&query, " SELECT FROM pg_catalog.generate_series(1, $1)");
-		argtypes[0] = INT4OID;
-	}
-	else
-	{
-		appendStringInfoString(&query, " (");
-		for (int i = 0; i < set->ncolumns; i++)
-		{
-			BufferColumn *column = &buffer->columns[set->columns[i]];
-
-			appendStringInfo(&query, "%s%s", i > 0 ? ", " : "",
-							 quote_identifier(NameStr(column->name)));
-		}
-		appendStringInfoString(&query, ") SELECT * FROM " CHOREO_SCHEMA ".choreo_buffer_rows() AS r(");
-		for (int i = 0; i < set->ncolumns; i++)
-		{
-			BufferColumn *column = &buffer->columns[set->columns[i]];
-
-			appendStringInfo(&query, "%sc%d %s", i > 0 ? ", " : "", i + 1,
-							 format_type_extended(column->type, column->typmod,
-												  FORMAT_TYPE_TYPEMOD_GIVEN |
-												  FORMAT_TYPE_FORCE_QUALIFY));
-		}
-		appendStringInfoChar(&query, ')');
-	}
-	if (returning)
-		appendStringInfoString(&query, " RETURNING pg_catalog.to_jsonb(choreo_target.*)");
-
-	plan = SPI_prepare(query.data, set->ncolumns == 0 ? 1 : 0, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare \"%s\": %s", query.data,
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-
-	if (entry != NULL)
-		SPI_freeplan(entry->plan);
-	else
-	{
-		char	   *kept = MemoryContextStrdup(TopMemoryContext, key);
-
-		entry = hash_search(insert_plans, &kept, HASH_ENTER, &found);
-		entry->key = kept;
-	}
-	entry->target = buffer->target;
-	entry->stale = false;
-	entry->plan = plan;
-	return entry->plan;
-}
-
-/*
- * Writes items without planning an INSERT when their table allows it
- * (direct_insert.c); false when it needs the planned INSERT.  Like SPI,
- * the write gets a fresh snapshot and the command counter moves on after
- * it, so that what follows sees the rows.
- */
-static bool
-WriteItemsDirectly(PendingBuffer *buffer, BufferItem **items, int nitems)
-{
-	Datum	  **values = palloc(sizeof(Datum *) * nitems);
-	bool	  **nulls = palloc(sizeof(bool *) * nitems);
-	bool		written;
-
-	for (int i = 0; i < nitems; i++)
-	{
-		values[i] = items[i]->values;
-		nulls[i] = items[i]->nulls;
-	}
-	CommandCounterIncrement();
-	PushCopiedSnapshot(GetTransactionSnapshot());
-	UpdateActiveSnapshotCommandId();
-	written = DirectInsertRows(buffer->target, &items[0]->set->direct, nitems,
-							   values, nulls);
-	PopActiveSnapshot();
-	if (written)
-		CommandCounterIncrement();
-	pfree(values);
-	pfree(nulls);
-	return written;
-}
-
-/*
- * Executes an insert plan reading the given items.  choreo_buffer_rows()
- * returns them to every scan of this INSERT (a rule's action scans it
- * again); a trigger writing items of its own meanwhile must not leave
- * them behind, even when it fails.
- */
-static int
-ExecuteInsertPlan(SPIPlanPtr plan, Datum *args, BufferItem **items, int nitems)
-{
-	BufferItem **outer_items = writing_items;
-	int			outer_count = writing_count;
-	int			rc = 0;
-
-	writing_items = items;
-	writing_count = nitems;
-	PG_TRY();
-	{
-		rc = SPI_execute_plan(plan, args, NULL, false, 0);
-	}
-	PG_FINALLY();
-	{
-		writing_items = outer_items;
-		writing_count = outer_count;
-	}
-	PG_END_TRY();
-	return rc;
-}
-
-/*
- * Writes items[from, to), which name the same columns and were fired by
- * the same role, as one INSERT; inside SPI.  With returning, returns the
- * (last) written row as jsonb, in the SPI result's memory.
- */
-static Datum
-InsertItems(PendingBuffer *buffer, BufferItem **items, int from, int to,
-			bool returning)
-{
-	ColumnSet  *set = items[from]->set;
-	Datum		args[1] = {Int32GetDatum(to - from)};
-	SPIPlanPtr	plan;
-	Oid			saved_userid;
-	int			saved_sec_context;
-	int			rc;
-	Datum		row = (Datum) 0;
-
-	/* the write happens with the rights of the role that fired the items */
-	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
-	if (items[from]->userid != saved_userid)
-		SetUserIdAndSecContext(items[from]->userid,
-							   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-
-	if (!returning && WriteItemsDirectly(buffer, items + from, to - from))
-	{
-		SetUserIdAndSecContext(saved_userid, saved_sec_context);
-		return (Datum) 0;
-	}
-
-	plan = InsertPlanFor(buffer, set, returning);
-
-	rc = ExecuteInsertPlan(plan, args, items + from, to - from);
-	SetUserIdAndSecContext(saved_userid, saved_sec_context);
-	/* a rule may have turned the INSERT into other commands, or none */
-	if (rc < 0 || (returning && rc != SPI_OK_INSERT_RETURNING))
-		elog(ERROR, "could not write into buffer \"%s\": %s", buffer->name,
-			 SPI_result_code_string(rc));
-	if (returning && SPI_processed > 0)
-	{
-		bool		isnull;
-
-		row = SPI_getbinval(SPI_tuptable->vals[SPI_processed - 1],
-							SPI_tuptable->tupdesc, 1, &isnull);
-	}
-	return row;
-}
-
-/* Writes items in runs of the same role and column set; inside SPI */
-static void
-InsertAll(PendingBuffer *buffer, BufferItem **items, int nitems)
-{
-	int			from = 0;
-
-	while (from < nitems)
-	{
-		int			to = from + 1;
-
-		while (to < nitems && items[to]->set == items[from]->set &&
-			   items[to]->userid == items[from]->userid)
-			to++;
-		(void) InsertItems(buffer, items, from, to, false);
-		from = to;
-	}
-}
-
 /* Recounts the items waiting in pending batches */
 static void
 CountPending(PendingBuffer *buffer)
@@ -830,13 +620,59 @@ FreeBatch(Batch *batch)
 static void
 SpliceBatches(PendingBuffer *buffer, List *before, List *middle)
 {
-	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	MemoryContext old = MemoryContextSwitchTo(buffer->cxt);
 	List	   *batches = list_concat(list_copy(before), middle);
 
 	batches = list_concat(batches, list_copy_tail(buffer->batches, list_length(before)));
 	list_free(buffer->batches);
 	buffer->batches = batches;
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Raises an error if the table of a buffer can no longer take the items
+ * fired into it in this transaction: it was dropped, or a column they name
+ * was dropped or changed type since.
+ */
+static void
+CheckTargetWritable(PendingBuffer *buffer)
+{
+	Relation	rel = RelationIdGetRelation(buffer->target);
+	TupleDesc	desc;
+	ListCell   *lc;
+
+	if (!RelationIsValid(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %s of buffer \"%s\" was dropped before its items were written",
+						buffer->target_name, buffer->name),
+				 errdetail("%d items fired into the buffer in this transaction cannot be written.",
+						   buffer->npending)));
+	desc = RelationGetDescr(rel);
+	foreach(lc, buffer->sets)
+	{
+		ColumnSet  *set = lfirst(lc);
+
+		for (int i = 0; i < set->ncolumns; i++)
+		{
+			BufferColumn *column = &buffer->columns[set->columns[i]];
+			Form_pg_attribute attr = column->attnum <= desc->natts ?
+				TupleDescAttr(desc, column->attnum - 1) : NULL;
+
+			if (attr == NULL || attr->attisdropped || attr->atttypid != column->type)
+			{
+				RelationClose(rel);
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("table %s of buffer \"%s\" was altered after items were fired into it",
+								buffer->target_name, buffer->name),
+						 errdetail("Column \"%s\", which items fired in this transaction name, was dropped or changed type.",
+								   NameStr(column->name)),
+						 errhint("Flush the buffer before altering its table.")));
+			}
+		}
+	}
+	RelationClose(rel);
 }
 
 /*
@@ -861,13 +697,8 @@ FlushBuffer(PendingBuffer *buffer)
 
 	/* a trigger on the table may fire into the buffer, and so flush it again */
 	check_stack_depth();
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(buffer->target)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table %s of buffer \"%s\" was dropped before its items were written",
-						buffer->target_name, buffer->name),
-				 errdetail("%d items fired into the buffer in this transaction cannot be written.",
-						   buffer->npending)));
+	if (buffer->outdated || buffer->target_changed)
+		CheckTargetWritable(buffer);
 
 	foreach(lc, buffer->batches)
 	{
@@ -883,7 +714,7 @@ FlushBuffer(PendingBuffer *buffer)
 		else
 			FreeBatch(batch);
 	}
-	old = MemoryContextSwitchTo(TopTransactionContext);
+	old = MemoryContextSwitchTo(buffer->cxt);
 	list_free(buffer->batches);
 	buffer->batches = list_copy(before);
 	buffer->npending = 0;
@@ -902,10 +733,7 @@ FlushBuffer(PendingBuffer *buffer)
 
 	PG_TRY();
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		InsertAll(buffer, items, nitems);
-		SPI_finish();
+		BufferWriteItems(buffer, items, nitems);
 	}
 	PG_CATCH();
 	{
@@ -969,19 +797,103 @@ TrimBatch(Batch *batch, int nest_level)
 {
 	while (batch->items != NIL &&
 		   ((BufferItem *) llast(batch->items))->nest_level >= nest_level)
+	{
 		batch->items = list_delete_last(batch->items);
+		batch->ndropped++;
+	}
+}
+
+/* A copy of an item, in the current memory context */
+static BufferItem *
+CopyItem(PendingBuffer *buffer, BufferItem *item)
+{
+	BufferItem *copy = NewItem(item->set);
+
+	copy->nest_level = item->nest_level;
+	copy->userid = item->userid;
+	for (int i = 0; i < item->set->ncolumns; i++)
+	{
+		BufferColumn *column = &buffer->columns[item->set->columns[i]];
+
+		copy->nulls[i] = item->nulls[i];
+		copy->values[i] = item->nulls[i] ? (Datum) 0 :
+			datumCopy(item->values[i], column->typbyval, column->typlen);
+	}
+	return copy;
 }
 
 /*
- * Subtransaction ends: the batch lists are rebuilt in TopTransactionContext,
- * since the memory current at these callbacks is the subtransaction's own,
- * reset (abort) or freed with it (commit, if the parent aborts).
+ * Gives back the memory of a batch's dropped items once they outnumber
+ * its items (a loop of exception blocks that fire and fail would otherwise
+ * grow it without bound): its items move to new memory.
+ */
+static void
+CompactBatch(PendingBuffer *buffer, Batch *batch)
+{
+	MemoryContext cxt;
+	MemoryContext old;
+	List	   *items = NIL;
+	ListCell   *lc;
+
+	if (batch->ndropped < Max(list_length(batch->items), 32))
+		return;
+	cxt = AllocSetContextCreate(buffer->cxt, "choreograph buffer batch",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	foreach(lc, batch->items)
+		items = lappend(items, CopyItem(buffer, lfirst(lc)));
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(batch->cxt);
+	batch->cxt = cxt;
+	batch->items = items;
+	batch->ndropped = 0;
+}
+
+/*
+ * Forgets a pending state made in a rolled-back subtransaction: its items
+ * are gone, and so is its lock on the table.  The name goes back to the
+ * newest pending state of it that is left.
+ */
+static void
+ForgetPendingBuffer(PendingBuffer *buffer)
+{
+	PendingBufferEntry *entry = hash_search(pending_buffers, &buffer->name, HASH_FIND, NULL);
+
+	if (buffer == last_fired)
+		last_fired = NULL;
+	if (entry != NULL && entry->buffer == buffer)
+	{
+		PendingBuffer *newest = NULL;
+		ListCell   *lc;
+
+		foreach(lc, pending_order)
+		{
+			PendingBuffer *other = lfirst(lc);
+
+			if (other != buffer && strcmp(other->name, buffer->name) == 0)
+				newest = other;
+		}
+		hash_search(pending_buffers, &buffer->name, HASH_REMOVE, NULL);
+		if (newest != NULL)
+		{
+			entry = hash_search(pending_buffers, &newest->name, HASH_ENTER, NULL);
+			entry->name = newest->name;
+			entry->buffer = newest;
+		}
+	}
+	MemoryContextDelete(buffer->cxt);
+}
+
+/*
+ * Subtransaction ends.  The batch lists are rebuilt in each buffer's
+ * memory, never in the memory current at these callbacks, which is the
+ * subtransaction's own: reset (abort) or freed with it (commit, if the
+ * parent aborts).
  */
 void
 BuffersAtSubAbort(int nest_level)
 {
 	ListCell   *lc;
-	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 
 	/* a draft interrupted by the error is not being built any more */
 	if (draft_cxt_busy && draft_cxt_level >= nest_level)
@@ -990,24 +902,18 @@ BuffersAtSubAbort(int nest_level)
 	foreach(lc, pending_order)
 	{
 		PendingBuffer *buffer = lfirst(lc);
-		PendingBufferEntry *entry;
+		MemoryContext old;
 		List	   *batches = NIL;
 		ListCell   *bc;
 
 		if (buffer->created_level >= nest_level)
 		{
-			/* every item is gone; so is the lock on the table */
-			if (buffer == last_fired)
-				last_fired = NULL;
-			foreach(bc, buffer->batches)
-				FreeBatch(lfirst(bc));
-			entry = hash_search(pending_buffers, &buffer->name, HASH_FIND, NULL);
-			if (entry != NULL && entry->buffer == buffer)
-				hash_search(pending_buffers, &buffer->name, HASH_REMOVE, NULL);
 			pending_order = foreach_delete_current(pending_order, lc);
+			ForgetPendingBuffer(buffer);
 			continue;
 		}
 
+		old = MemoryContextSwitchTo(buffer->cxt);
 		foreach(bc, buffer->batches)
 		{
 			Batch	   *batch = lfirst(bc);
@@ -1020,24 +926,27 @@ BuffersAtSubAbort(int nest_level)
 			if (batch->items == NIL)
 				FreeBatch(batch);
 			else
+			{
+				CompactBatch(buffer, batch);
 				batches = lappend(batches, batch);
+			}
 		}
 		list_free(buffer->batches);
 		buffer->batches = batches;
 		CountPending(buffer);
+		MemoryContextSwitchTo(old);
 	}
-	MemoryContextSwitchTo(old);
 }
 
 void
 BuffersAtSubCommit(int nest_level)
 {
 	ListCell   *lc;
-	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 
 	foreach(lc, pending_order)
 	{
 		PendingBuffer *buffer = lfirst(lc);
+		MemoryContext old = MemoryContextSwitchTo(buffer->cxt);
 		List	   *batches = NIL;
 		ListCell   *bc;
 
@@ -1068,16 +977,15 @@ BuffersAtSubCommit(int nest_level)
 		}
 		list_free(buffer->batches);
 		buffer->batches = batches;
+		MemoryContextSwitchTo(old);
 	}
-	MemoryContextSwitchTo(old);
 }
 
 /* Forgets everything at the end of the transaction (memory goes with it) */
 void
 BuffersAtEnd(void)
 {
-	writing_items = NULL;
-	writing_count = 0;
+	BufferWriteAtEnd();
 	/* the last item's draft (it may have been large) */
 	if (draft_cxt != NULL)
 		MemoryContextReset(draft_cxt);
@@ -1096,13 +1004,13 @@ choreo_fire_forget(PG_FUNCTION_ARGS)
 	PendingBuffer *buffer = NULL;
 
 	/* firing in a loop names the same buffer again and again */
-	if (last_fired != NULL && !PG_ARGISNULL(0) && PendingBufferCurrent(last_fired))
+	if (last_fired != NULL && !PG_ARGISNULL(0))
 	{
 		text	   *name = PG_GETARG_TEXT_PP(0);
 		int			len = VARSIZE_ANY_EXHDR(name);
 
 		if (strncmp(last_fired->name, VARDATA_ANY(name), len) == 0 &&
-			last_fired->name[len] == '\0')
+			last_fired->name[len] == '\0' && PendingBufferCurrent(last_fired))
 			buffer = last_fired;
 	}
 	if (buffer == NULL)
@@ -1121,7 +1029,7 @@ PG_FUNCTION_INFO_V1(choreo_fire_and_wait);
 /*
  * Writes the buffer's pending items, then this one, and returns the row
  * written, as jsonb (with its defaults and generated values); NULL when
- * nothing was written (a BEFORE trigger or a rule left the row out).
+ * nothing was written (a BEFORE trigger left the row out).
  */
 Datum
 choreo_fire_and_wait(PG_FUNCTION_ARGS)
@@ -1146,17 +1054,9 @@ choreo_fire_and_wait(PG_FUNCTION_ARGS)
 	FreeDraftMemory(scratch);
 	(void) FlushBuffer(buffer);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	row = InsertItems(buffer, &item, 0, 1, true);
+	row = BufferWriteReturning(buffer, item);
 	if (row == (Datum) 0)
-	{
-		SPI_finish();
 		PG_RETURN_NULL();
-	}
-	/* copied into the caller's memory, which SPI_finish leaves alone */
-	row = SPI_datumTransfer(row, false, -1);
-	SPI_finish();
 	PG_RETURN_DATUM(row);
 }
 
@@ -1167,63 +1067,29 @@ Datum
 choreo_flush(PG_FUNCTION_ARGS)
 {
 	char	   *name;
+	int64		written = 0;
+	bool		found = false;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_INT64(BuffersFlushAll());
 
 	name = NameArgument(fcinfo, 0, "buffer");
-	if (pending_buffers != NULL &&
-		hash_search(pending_buffers, &name, HASH_FIND, NULL) != NULL)
+	/* the name may have had other definitions earlier in the transaction */
+	for (int i = 0; i < list_length(pending_order); i++)
 	{
-		int64		written = 0;
+		PendingBuffer *buffer = list_nth(pending_order, i);
 
-		/* the name may have had other definitions earlier in the transaction */
-		for (int i = 0; i < list_length(pending_order); i++)
+		if (strcmp(buffer->name, name) == 0)
 		{
-			PendingBuffer *buffer = list_nth(pending_order, i);
-
-			if (strcmp(buffer->name, name) == 0)
-				written += FlushBuffer(buffer);
+			found = true;
+			written += FlushBuffer(buffer);
 		}
-		PG_RETURN_INT64(written);
 	}
+	if (!found)
 	{
 		BufferDef	def;
 
 		BufferLookup(name, &def);	/* raises for an unknown buffer */
 	}
-	PG_RETURN_INT64(0);
-}
-
-PG_FUNCTION_INFO_V1(choreo_buffer_rows);
-
-/*
- * The rows an INSERT of a buffer's batch reads: the items being written.
- * Only the extension's own INSERTs call it; anywhere else it is empty.
- */
-Datum
-choreo_buffer_rows(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	BufferItem **items = writing_items;
-	int			count = writing_count;
-
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	if (items == NULL)
-		return (Datum) 0;
-	/* only the types the items hold: anything else would read them as another type */
-	if (rsinfo->setDesc->natts != items[0]->set->ncolumns)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("choreo_buffer_rows() must be called with the columns of the batch being written")));
-	for (int i = 0; i < rsinfo->setDesc->natts; i++)
-		if (TupleDescAttr(rsinfo->setDesc, i)->atttypid != items[0]->set->direct.types[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("choreo_buffer_rows() must be called with the columns of the batch being written")));
-
-	for (int i = 0; i < count; i++)
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
-							 items[i]->values, items[i]->nulls);
-	return (Datum) 0;
+	PG_RETURN_INT64(written);
 }

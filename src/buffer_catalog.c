@@ -62,6 +62,7 @@ BuffersChanged(Datum arg, Oid relid)
 	}
 	/* a target table changed: its insert plans name its columns */
 	InsertPlansInvalidate(relid);
+	PendingBuffersTargetChanged(relid);
 }
 
 /* Registers the invalidation callback; called from _PG_init */

@@ -182,6 +182,7 @@ typedef struct JsonColumnConverter
 	Oid			ioparam;
 	TupleDesc	record_desc;	/* (v type), for jsonb_to_record */
 	FmgrInfo	to_record;
+	uint64		to_record_generation;	/* catalog changes it has seen */
 } JsonColumnConverter;
 
 extern void JsonColumnConverterInit(JsonColumnConverter *converter, Oid type, int32 typmod);
@@ -334,6 +335,7 @@ extern void BufferFireJsonb(PendingBuffer *buffer, int column, Jsonb *document);
 extern bool BuffersPending(void);
 extern int64 BuffersFlushAll(void);
 extern void InsertPlansInvalidate(Oid relid);
+extern void PendingBuffersTargetChanged(Oid relid);
 extern void BuffersAtSubAbort(int nest_level);
 extern void BuffersAtSubCommit(int nest_level);
 extern void BuffersAtEnd(void);

@@ -28,9 +28,11 @@
 #include "nodes/execnodes.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/syscache.h"
 #include "utils/typcache.h"
 
 #include "choreograph.h"
@@ -134,6 +136,53 @@ InputText(JsonColumnConverter *converter, JsonbValue *value)
 }
 
 /*
+ * jsonb_to_record keeps what it learnt of a composite type (its fields) in
+ * its call info; a type or table changed since (ALTER TYPE ... ADD
+ * ATTRIBUTE) makes the converters start afresh, as a new statement would.
+ */
+static uint64 catalog_generation = 0;
+
+static void
+CatalogChanged(Datum arg, Oid relid)
+{
+	catalog_generation++;
+}
+
+static void
+TypeChanged(Datum arg, int cacheid, uint32 hashvalue)
+{
+	catalog_generation++;
+}
+
+/* Sets up jsonb_to_record's call info, afresh after catalog changes */
+static void
+PreparePopulate(JsonColumnConverter *converter)
+{
+	static bool callbacks_registered = false;
+
+	if (!callbacks_registered)
+	{
+		CacheRegisterRelcacheCallback(CatalogChanged, (Datum) 0);
+		CacheRegisterSyscacheCallback(TYPEOID, TypeChanged, (Datum) 0);
+		callbacks_registered = true;
+	}
+	if (converter->record_desc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(converter->cxt);
+		TupleDesc	desc = CreateTemplateTupleDesc(1);
+
+		/* an anonymous record type: nothing is registered for it */
+		TupleDescInitEntry(desc, 1, "v", converter->type, converter->typmod, 0);
+		converter->record_desc = desc;
+		MemoryContextSwitchTo(old);
+	}
+	else if (converter->to_record_generation == catalog_generation)
+		return;
+	fmgr_info_cxt(F_JSONB_TO_RECORD, &converter->to_record, converter->cxt);
+	converter->to_record_generation = catalog_generation;
+}
+
+/*
  * Converts an array, composite or domain over one through jsonb_to_record,
  * given {"v": value} and the row description (v type).
  */
@@ -146,18 +195,7 @@ Populate(JsonColumnConverter *converter, JsonbValue *value, bool *isnull)
 	HeapTupleData tuple;
 	Datum		record;
 
-	if (converter->record_desc == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(converter->cxt);
-		TupleDesc	desc = CreateTemplateTupleDesc(1);
-
-		/* an anonymous record type: nothing is registered for it */
-		TupleDescInitEntry(desc, 1, "v", converter->type, converter->typmod, 0);
-		converter->record_desc = desc;
-		fmgr_info_cxt(F_JSONB_TO_RECORD, &converter->to_record, converter->cxt);
-		MemoryContextSwitchTo(old);
-	}
-
+	PreparePopulate(converter);
 	JsonbWriterInit(&writer);
 	JsonbWriterBeginObject(&writer, 1);
 	JsonbWriterString(&writer, "v", 1);
@@ -216,13 +254,9 @@ JsonColumnConvert(JsonColumnConverter *converter, JsonbValue *value, bool *isnul
 																value->val.string.len));
 			break;
 		case CONVERT_NUMERIC:
+			/* a copy with a full header (the jsonb may hold a short one) */
 			if (value->type == jbvNumeric)
-			{
-				Numeric		copy = palloc(VARSIZE(value->val.numeric));
-
-				memcpy(copy, value->val.numeric, VARSIZE(value->val.numeric));
-				return NumericGetDatum(copy);
-			}
+				return NumericGetDatum(DatumGetNumericCopy(NumericGetDatum(value->val.numeric)));
 			break;
 		case CONVERT_BOOL:
 			if (value->type == jbvBool)

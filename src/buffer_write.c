@@ -1,0 +1,423 @@
+/*
+ * buffer_write.c
+ *		Writing a buffer's items into its table: without planning anything
+ *		where the table allows it (direct_insert.c, the way COPY writes),
+ *		else with a planned
+ *
+ *     INSERT INTO target AS choreo_target (named columns)
+ *         SELECT * FROM choreograph.choreo_buffer_rows() AS r(their types)
+ *
+ *		where choreo_buffer_rows() returns the items being written.  Either
+ *		way the write happens as the role that fired the items, and
+ *		triggers, constraints, rules, row-level security and privileges
+ *		apply as to a plain INSERT.
+ *
+ * Insert plans are prepared once per backend for a table and the columns
+ * (attribute numbers and types) a set of items names.  The table is named
+ * in the plan's text, so the name is read again from its OID before each
+ * batch and the plan prepared again if it changed (a renamed table or
+ * schema); a plan is also prepared again when the table changes.  A plan
+ * may be running when that happens (a trigger on the table fires enough
+ * items to write another batch): it is freed only once no batch uses it.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "buffer_private.h"
+
+/* A prepared INSERT, and how many batches are being written with it */
+typedef struct KeptPlan
+{
+	SPIPlanPtr	plan;
+	int			users;
+	bool		retired;		/* replaced: free when the last user is done */
+} KeptPlan;
+
+/* An insert plan, kept per backend for a table and a column set */
+typedef struct InsertPlan
+{
+	char	   *key;			/* hash key: "relid/returning/signature" */
+	Oid			target;
+	char	   *target_name;	/* the name the plan's text uses */
+	bool		stale;			/* the table changed: prepare again */
+	KeptPlan   *kept;
+} InsertPlan;
+
+static HTAB *insert_plans = NULL;	/* in TopMemoryContext */
+
+/* the items the INSERT being executed reads, through choreo_buffer_rows() */
+static BufferItem **writing_items = NULL;
+static int	writing_count = 0;
+
+/* Marks the insert plans of a table (or all) to be prepared again */
+void
+InsertPlansInvalidate(Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	InsertPlan *plan;
+
+	if (insert_plans == NULL)
+		return;
+	hash_seq_init(&status, insert_plans);
+	while ((plan = hash_seq_search(&status)) != NULL)
+		if (!OidIsValid(relid) || plan->target == relid)
+			plan->stale = true;
+}
+
+/* replaced plans no batch writes with any more, freed at the next prepare */
+static List *retired_plans = NIL;	/* of KeptPlan *, in TopMemoryContext */
+
+/* Counts a batch done with a plan; a replaced one is freed later, safely */
+static void
+ReleaseKeptPlan(KeptPlan *kept)
+{
+	kept->users--;
+	if (kept->retired && kept->users == 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		retired_plans = lappend(retired_plans, kept);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/* Frees the replaced plans no batch uses (not from an error handler) */
+static void
+FreeRetiredPlans(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, retired_plans)
+	{
+		KeptPlan   *kept = lfirst(lc);
+
+		SPI_freeplan(kept->plan);
+		pfree(kept);
+	}
+	list_free(retired_plans);
+	retired_plans = NIL;
+}
+
+/* The table's schema-qualified, quoted name, as it is now */
+static char *
+CurrentTableName(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+	char	   *nspname = relname != NULL ? get_namespace_name(get_rel_namespace(relid)) : NULL;
+
+	if (relname == NULL || nspname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	return quote_qualified_identifier(nspname, relname);
+}
+
+/* Writes the text of the INSERT of a column set */
+static char *
+InsertQuery(PendingBuffer *buffer, ColumnSet *set, const char *table, bool returning)
+{
+	StringInfoData query;
+	TupleDesc	desc;
+	Relation	rel = RelationIdGetRelation(buffer->target);
+
+	if (!RelationIsValid(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", buffer->target)));
+	desc = RelationGetDescr(rel);
+
+	initStringInfo(&query);
+	appendStringInfo(&query, "INSERT INTO %s AS choreo_target", table);
+	if (set->ncolumns == 0)
+	{
+		/* every column takes its default */
+		appendStringInfoString(&query, " SELECT FROM pg_catalog.generate_series(1, $1)");
+	}
+	else
+	{
+		appendStringInfoString(&query, " (");
+		for (int i = 0; i < set->ncolumns; i++)
+		{
+			/* columns by their names now: they may have been renamed */
+			AttrNumber	attnum = set->direct.attnums[i];
+
+			appendStringInfo(&query, "%s%s", i > 0 ? ", " : "",
+							 quote_identifier(NameStr(TupleDescAttr(desc, attnum - 1)->attname)));
+		}
+		appendStringInfoString(&query, ") SELECT * FROM " CHOREO_SCHEMA ".choreo_buffer_rows() AS r(");
+		for (int i = 0; i < set->ncolumns; i++)
+			appendStringInfo(&query, "%sc%d %s", i > 0 ? ", " : "", i + 1,
+							 format_type_extended(set->direct.types[i], set->direct.typmods[i],
+												  FORMAT_TYPE_TYPEMOD_GIVEN |
+												  FORMAT_TYPE_FORCE_QUALIFY));
+		appendStringInfoChar(&query, ')');
+	}
+	if (returning)
+		appendStringInfoString(&query, " RETURNING pg_catalog.to_jsonb(choreo_target.*)");
+	RelationClose(rel);
+	return query.data;
+}
+
+/*
+ * Returns the insert plan of a column set, preparing it on first use and
+ * whenever the table changed, counted as used until ReleaseKeptPlan.
+ */
+static KeptPlan *
+InsertPlanFor(PendingBuffer *buffer, ColumnSet *set, bool returning)
+{
+	char	   *key = psprintf("%u/%d/%s", buffer->target, returning, set->signature);
+	char	   *table = CurrentTableName(buffer->target);
+	InsertPlan *entry;
+	bool		found;
+	char	   *query;
+	Oid			argtypes[1] = {INT4OID};
+	SPIPlanPtr	plan;
+	KeptPlan   *kept;
+
+	if (insert_plans == NULL)
+		insert_plans = StringPointerHashCreate("choreograph insert plans", 16,
+											   sizeof(InsertPlan), TopMemoryContext);
+	entry = hash_search(insert_plans, &key, HASH_FIND, &found);
+	if (entry != NULL && !entry->stale && strcmp(entry->target_name, table) == 0)
+	{
+		entry->kept->users++;
+		return entry->kept;
+	}
+
+	FreeRetiredPlans();
+	query = InsertQuery(buffer, set, table, returning);
+	plan = SPI_prepare(query, set->ncolumns == 0 ? 1 : 0, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", query,
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	kept = MemoryContextAllocZero(TopMemoryContext, sizeof(KeptPlan));
+	kept->plan = plan;
+
+	if (entry != NULL)
+	{
+		/* a batch may still be writing with it (this one's trigger fired us) */
+		entry->kept->retired = true;
+		entry->kept->users++;
+		ReleaseKeptPlan(entry->kept);
+		pfree(entry->target_name);
+	}
+	else
+	{
+		char	   *kept_key = MemoryContextStrdup(TopMemoryContext, key);
+
+		entry = hash_search(insert_plans, &kept_key, HASH_ENTER, &found);
+		entry->key = kept_key;
+	}
+	entry->target = buffer->target;
+	entry->target_name = MemoryContextStrdup(TopMemoryContext, table);
+	entry->stale = false;
+	entry->kept = kept;
+	kept->users++;
+	return kept;
+}
+
+/*
+ * Writes items without planning an INSERT when their table allows it
+ * (direct_insert.c); false when it needs the planned INSERT.  Like SPI,
+ * the write gets a fresh snapshot and the command counter moves on after
+ * it, so that what follows sees the rows.
+ */
+static bool
+WriteItemsDirectly(PendingBuffer *buffer, BufferItem **items, int nitems)
+{
+	Datum	  **values = palloc(sizeof(Datum *) * nitems);
+	bool	  **nulls = palloc(sizeof(bool *) * nitems);
+	bool		written;
+
+	for (int i = 0; i < nitems; i++)
+	{
+		values[i] = items[i]->values;
+		nulls[i] = items[i]->nulls;
+	}
+	CommandCounterIncrement();
+	PushCopiedSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	written = DirectInsertRows(buffer->target, &items[0]->set->direct, nitems,
+							   values, nulls);
+	PopActiveSnapshot();
+	if (written)
+		CommandCounterIncrement();
+	pfree(values);
+	pfree(nulls);
+	return written;
+}
+
+/*
+ * Executes an insert plan reading the given items.  choreo_buffer_rows()
+ * returns them to every scan of this INSERT (a rule's action scans it
+ * again); a trigger writing items of its own meanwhile must not leave
+ * them behind, even when it fails.
+ */
+static int
+ExecuteInsertPlan(KeptPlan *kept, Datum *args, BufferItem **items, int nitems)
+{
+	BufferItem **outer_items = writing_items;
+	int			outer_count = writing_count;
+	volatile int rc = 0;
+
+	writing_items = items;
+	writing_count = nitems;
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(kept->plan, args, NULL, false, 0);
+	}
+	PG_CATCH();
+	{
+		writing_items = outer_items;
+		writing_count = outer_count;
+		ReleaseKeptPlan(kept);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	writing_items = outer_items;
+	writing_count = outer_count;
+	ReleaseKeptPlan(kept);
+	return rc;
+}
+
+/*
+ * Writes items[from, to), which name the same columns and were fired by
+ * the same role, as one INSERT; inside SPI.  With returning, returns the
+ * (last) written row as jsonb, in the SPI result's memory, or 0 when
+ * nothing was written (a BEFORE trigger skipped the row).
+ */
+static Datum
+InsertItems(PendingBuffer *buffer, BufferItem **items, int from, int to,
+			bool returning)
+{
+	ColumnSet  *set = items[from]->set;
+	Datum		args[1] = {Int32GetDatum(to - from)};
+	Oid			saved_userid;
+	int			saved_sec_context;
+	int			rc;
+	Datum		row = (Datum) 0;
+
+	/* the write happens with the rights of the role that fired the items */
+	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
+	if (items[from]->userid != saved_userid)
+		SetUserIdAndSecContext(items[from]->userid,
+							   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+
+	if (!returning && WriteItemsDirectly(buffer, items + from, to - from))
+	{
+		SetUserIdAndSecContext(saved_userid, saved_sec_context);
+		return (Datum) 0;
+	}
+
+	rc = ExecuteInsertPlan(InsertPlanFor(buffer, set, returning), args,
+						   items + from, to - from);
+	SetUserIdAndSecContext(saved_userid, saved_sec_context);
+	if (rc < 0)
+		elog(ERROR, "could not write into buffer \"%s\": %s", buffer->name,
+			 SPI_result_code_string(rc));
+	/* a rule may have turned the INSERT into another command, with its RETURNING */
+	if (returning && SPI_tuptable != NULL && SPI_processed > 0)
+	{
+		bool		isnull;
+
+		row = SPI_getbinval(SPI_tuptable->vals[SPI_processed - 1],
+							SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			row = (Datum) 0;
+	}
+	return row;
+}
+
+/* Writes items in runs of the same role and column set */
+void
+BufferWriteItems(PendingBuffer *buffer, BufferItem **items, int nitems)
+{
+	int			from = 0;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	while (from < nitems)
+	{
+		int			to = from + 1;
+
+		while (to < nitems && items[to]->set == items[from]->set &&
+			   items[to]->userid == items[from]->userid)
+			to++;
+		(void) InsertItems(buffer, items, from, to, false);
+		from = to;
+	}
+	SPI_finish();
+}
+
+/*
+ * Writes one item and returns the row written as jsonb, in the caller's
+ * memory; 0 when nothing was written.
+ */
+Datum
+BufferWriteReturning(PendingBuffer *buffer, BufferItem *item)
+{
+	Datum		row;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	row = InsertItems(buffer, &item, 0, 1, true);
+	/* copied into the caller's memory, which SPI_finish leaves alone */
+	if (row != (Datum) 0)
+		row = SPI_datumTransfer(row, false, -1);
+	SPI_finish();
+	return row;
+}
+
+/* Forgets the items being written (at the end of the transaction) */
+void
+BufferWriteAtEnd(void)
+{
+	writing_items = NULL;
+	writing_count = 0;
+}
+
+PG_FUNCTION_INFO_V1(choreo_buffer_rows);
+
+/*
+ * The rows an INSERT of a buffer's batch reads: the items being written.
+ * Only the extension's own INSERTs call it; anywhere else it is empty.
+ */
+Datum
+choreo_buffer_rows(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	BufferItem **items = writing_items;
+	int			count = writing_count;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	if (items == NULL)
+		return (Datum) 0;
+
+	/* only the types the items hold: anything else would read them as another type */
+	if (rsinfo->setDesc->natts != items[0]->set->ncolumns)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("choreo_buffer_rows() must be called with the columns of the batch being written")));
+	for (int i = 0; i < rsinfo->setDesc->natts; i++)
+		if (TupleDescAttr(rsinfo->setDesc, i)->atttypid != items[0]->set->direct.types[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("choreo_buffer_rows() must be called with the columns of the batch being written")));
+
+	for (int i = 0; i < count; i++)
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+							 items[i]->values, items[i]->nulls);
+	return (Datum) 0;
+}
