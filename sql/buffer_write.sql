@@ -259,6 +259,99 @@ SELECT choreo_drop_buffer('shapes');
 DROP TABLE shapes;
 DROP TYPE point3;
 
+-- a trigger that changes the table (a GRANT invalidates its insert plan)
+-- and fires enough to write another batch while the first is being
+-- written: the plan in use is not freed under it (a crash once)
+CREATE TABLE reentrant (id serial, v text);
+SELECT choreo_create_buffer('reentrant', 'reentrant', 2);
+CREATE FUNCTION reenter() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.v = 'outer' THEN
+        EXECUTE 'GRANT SELECT ON reentrant TO PUBLIC';
+        PERFORM choreo_fire_forget('reentrant', '{"v": "inner 1"}');
+        PERFORM choreo_fire_forget('reentrant', '{"v": "inner 2"}');
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER reenter BEFORE INSERT ON reentrant FOR EACH ROW EXECUTE FUNCTION reenter();
+BEGIN;
+SELECT choreo_fire_forget('reentrant', '{"v": "outer"}');
+SELECT choreo_fire_forget('reentrant', '{"v": "second"}');
+COMMIT;
+SELECT v FROM reentrant ORDER BY v;
+SELECT choreo_drop_buffer('reentrant');
+DROP TABLE reentrant;
+DROP FUNCTION reenter();
+
+-- the table renamed in the transaction: still written, by OID, however
+-- it is named now, never into another table that took its old name
+CREATE TABLE renamed (id serial, v text);
+CREATE FUNCTION pass_on() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER pass_on BEFORE INSERT ON renamed FOR EACH ROW EXECUTE FUNCTION pass_on();
+SELECT choreo_create_buffer('renamed', 'renamed');
+BEGIN;
+SELECT choreo_fire_forget('renamed', '{"v": "before the rename"}'), choreo_flush();
+ALTER TABLE renamed RENAME TO renamed_old;
+CREATE TABLE renamed (id serial, v text);
+SELECT choreo_fire_and_wait('renamed', '{"v": "after the rename"}');
+SELECT choreo_fire_forget('renamed', '{"v": "at commit"}');
+COMMIT;
+SELECT 'renamed_old' AS t, v FROM renamed_old UNION ALL SELECT 'renamed', v FROM renamed ORDER BY 1, 2;
+SELECT target FROM choreo_buffers WHERE name = 'renamed';
+SELECT choreo_drop_buffer('renamed');
+DROP TABLE renamed, renamed_old;
+
+-- the table altered after items were fired into it: new items see the new
+-- columns; earlier items are written, unless a column they name is gone
+CREATE TYPE mood AS ENUM ('ok', 'meh');
+CREATE TABLE altered (id serial, m mood, n int);
+SELECT choreo_create_buffer('altered', 'altered');
+BEGIN;
+SELECT choreo_fire_forget('altered', '{"n": 1}');
+DROP TYPE mood CASCADE;
+SELECT err($$SELECT choreo_fire_forget('altered', '{"m": "ok"}')$$);
+SELECT choreo_fire_forget('altered', '{"n": 2}');
+COMMIT;
+SELECT n FROM altered ORDER BY n;
+BEGIN;
+SELECT choreo_fire_forget('altered', '{"n": 3}');
+ALTER TABLE altered DROP COLUMN n;
+SELECT err($$SELECT choreo_flush('altered')$$);
+ROLLBACK;
+SELECT choreo_drop_buffer('altered');
+DROP TABLE altered;
+
+-- a composite type altered after the first fire: converted as it is now,
+-- as jsonb_populate_record converts it
+CREATE TYPE pair AS (a int, b text);
+CREATE TABLE pairs (id serial, p pair);
+SELECT choreo_create_buffer('pairs', 'pairs');
+BEGIN;
+SELECT choreo_fire_forget('pairs', '{"p": {"a": 1, "b": "x"}}');
+ALTER TYPE pair ADD ATTRIBUTE c int;
+SELECT choreo_fire_forget('pairs', '{"p": {"a": 2, "b": "y", "c": 3}}');
+COMMIT;
+SELECT p FROM pairs ORDER BY id;
+SELECT (jsonb_populate_record(NULL::pairs, '{"p": {"a": 2, "b": "y", "c": 3}}')).p AS populate_gives;
+SELECT choreo_drop_buffer('pairs');
+DROP TABLE pairs;
+DROP TYPE pair;
+
+-- a rule turning fire_and_wait's INSERT into another command (once an
+-- XX000): the command runs, and NULL is returned: as in PL/pgSQL, the
+-- rule's RETURNING rows do not reach a function (only a client)
+CREATE TABLE ruled (id int, v text);
+CREATE TABLE ruled_target (id int, v text);
+INSERT INTO ruled_target VALUES (1, 'old');
+CREATE RULE to_update AS ON INSERT TO ruled DO INSTEAD
+    UPDATE ruled_target SET v = NEW.v WHERE id = NEW.id RETURNING ruled_target.*;
+SELECT choreo_create_buffer('ruled', 'ruled');
+SELECT choreo_fire_and_wait('ruled', '{"id": 1, "v": "new"}');
+SELECT * FROM ruled_target;
+SELECT choreo_drop_buffer('ruled');
+DROP TABLE ruled, ruled_target;
+DROP FUNCTION pass_on();
+
 -- a column added after the first fire of the transaction takes its default
 TRUNCATE writes;
 BEGIN;

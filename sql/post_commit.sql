@@ -156,7 +156,7 @@ SET ROLE regress_choreo_poster;
 SELECT choreo_post_commit('always_fails()');
 RESET ROLE;
 SELECT wait_for_attempts();
-SELECT status, last_error, last_sqlstate FROM choreo_hooks;
+SELECT status IN ('queued', 'running') AS to_be_retried, last_error, last_sqlstate FROM choreo_hooks;
 SELECT id AS failing_id FROM choreograph.hooks \gset
 SET ROLE regress_choreo_poster;
 BEGIN;

@@ -28,7 +28,12 @@ CREATE DATABASE choreo_upgrade;
 \c choreo_upgrade
 CREATE EXTENSION choreograph VERSION '0.2';
 INSERT INTO choreograph.hooks (txid, callback, role) VALUES (1, 'now()', current_user::regrole);
+-- a view of the user's on choreo_hooks, and a grant taken back, stay as they were
+CREATE VIEW my_failed_hooks AS SELECT id, last_error FROM choreo_hooks WHERE status = 'failed';
+REVOKE SELECT ON choreo_hooks FROM PUBLIC;
 ALTER EXTENSION choreograph UPDATE TO '0.3';
 SELECT callback, attempts, last_error, last_sqlstate FROM choreo_hooks;
+SELECT count(*) AS my_view_works FROM my_failed_hooks;
+SELECT has_table_privilege('public', 'choreo_hooks', 'SELECT') AS public_may_read;
 \c contrib_regression
 DROP DATABASE choreo_upgrade;

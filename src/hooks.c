@@ -124,6 +124,9 @@ TransactionKeysAtSubAbort(TransactionKeys *keys, int nest_level)
 		hash_search(keys->hash, &entry->key, HASH_REMOVE, NULL);
 		keys->entries = list_delete_last(keys->entries);
 		keys->last = NULL;
+		/* a loop of failing exception blocks must not grow the memory */
+		pfree(entry->key);
+		pfree(entry);
 	}
 }
 
@@ -341,6 +344,9 @@ HooksAtSubAbort(int nest_level)
 		if (hook->nest_level < nest_level)
 			break;
 		pre_commit_hooks = list_delete_last(pre_commit_hooks);
+		if (hook->payload != NULL)
+			pfree(hook->payload);
+		pfree(hook);
 	}
 	TransactionKeysAtSubAbort(&pre_commit_keys, nest_level);
 	TransactionKeysAtSubAbort(&post_commit_keys, nest_level);
@@ -607,5 +613,8 @@ choreo_discard_hook(PG_FUNCTION_ARGS)
 						  " WHERE id OPERATOR(pg_catalog.=) $1",
 						  1, argtypes, args, SPI_OK_DELETE);
 	EndExtensionWrite(&write);
+
+	/* later hooks of its transaction no longer wait for it */
+	WakeWorkersAtCommit(0);
 	PG_RETURN_VOID();
 }

@@ -381,11 +381,22 @@ RunNextHook(int index, uint64 txid)
 	PG_END_TRY();
 
 	WorkerSetRunning(index, 0);
+	if (edata != NULL && id == 0)
+	{
+		/*
+		 * A failure before a hook was taken (a lock_timeout waiting for the
+		 * row that choreo_retry_hook holds, say) is logged; the hook is
+		 * still queued, and found by a later look through the outbox.
+		 */
+		ereport(LOG,
+				(errcode(edata->sqlerrcode),
+				 errmsg("choreograph worker could not take a hook of transaction %llu: %s",
+						(unsigned long long) txid, edata->message)));
+		FreeErrorData(edata);
+		edata = NULL;
+	}
 	if (edata != NULL)
 	{
-		/* a failure before the hook was taken is the worker's own */
-		if (id == 0)
-			ReThrowError(edata);
 		ereport(LOG,
 				(errmsg("choreograph post-commit hook %lld failed: %s",
 						(long long) id, edata->message)));
@@ -457,6 +468,20 @@ ApplyWorkerSettings(void)
 					PGC_SUSET, PGC_S_OVERRIDE);
 }
 
+/*
+ * Shows in pg_stat_activity until when an idle worker sleeps, unless a
+ * commit wakes it: "choreograph: idle until 2026-12-01 23:19:06.715+00"
+ */
+static void
+ReportIdleUntil(TimestampTz wake_at)
+{
+	char		activity[96];
+
+	snprintf(activity, sizeof(activity), "choreograph: idle until %s",
+			 timestamptz_to_str(wake_at));
+	pgstat_report_activity(STATE_IDLE, activity);
+}
+
 /* Entry point of each worker */
 void
 choreo_worker_main(Datum main_arg)
@@ -473,6 +498,13 @@ choreo_worker_main(Datum main_arg)
 
 	/* after starts that could not connect (no such database), wait longer each time */
 	start_delay = WorkerStartDelay(index);
+	if (start_delay > 0)
+	{
+		ereport(LOG,
+				(errmsg("choreograph worker %d waits %ld ms before it connects to database \"%s\" again",
+						index + 1, start_delay, choreo_database),
+				 errdetail("It could not connect when it last started.")));
+	}
 	if (start_delay > 0)
 	{
 		TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), start_delay);
@@ -543,6 +575,7 @@ choreo_worker_main(Datum main_arg)
 		if (!WorkerMaySleep(index))
 			continue;			/* a commit came in meanwhile */
 		pgstat_report_stat(true);
+		ReportIdleUntil(next_look);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Max(sleep_ms, 1), PG_WAIT_EXTENSION);
 		WorkerAwake(index);

@@ -1,18 +1,25 @@
-# The workers' schedule and bookkeeping.  Post-commit hook retries follow
-# their backoff: after each failed attempt the worker wakes when the next
-# attempt falls due (1, 2, 4... seconds later), not at its once-a-minute
-# look through the outbox.  (A worker once slept on the wait it had
-# computed before the attempt, so the third and later attempts waited for
-# that look: 5 attempts took 103 s, not 15.)  And the workers report their
-# transactions' statistics, so that autovacuum and autoanalyze see the
-# outbox's dead rows and the rows hooks write (they once reported none).
+# The workers' schedule and bookkeeping, checked by what they report, not
+# by how long anything takes:
+# - after a failed attempt, a worker sleeps until the retry falls due, not
+#   for the minute it sleeps when nothing is due: an idle worker shows in
+#   pg_stat_activity when it will wake ("choreograph: idle until T"), and
+#   T is never later than the next attempt of a waiting hook (a worker once
+#   slept on the wait it had computed before the attempt, so the third and
+#   later attempts waited for that minute: 5 attempts took 103 s, not 15);
+# - they report their transactions' statistics, so that autovacuum and
+#   autoanalyze see the outbox's dead rows and the rows hooks write (they
+#   once reported none);
+# - a worker that cannot reach its database waits longer before each new
+#   try (1 s, 2 s, 4 s...), rather than failing every second, and connects
+#   once the database exists.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('retry');
+my $node = PostgreSQL::Test::Cluster->new('schedule');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'choreograph'
@@ -33,23 +40,41 @@ END $$;
 SELECT choreo_post_commit('flaky()');
 });
 
-# Five attempts are due after 0, 1, 2, 4 and 8 seconds (15 s in all): all
-# are made within 45 s, less than the minute a worker sleeps when it has
-# nothing due; a worker sleeping through a retry would take over two
-# minutes.  (This is a bound on a schedule, not a speed measurement: the
-# backoff itself takes 15 s.)
-my $state;
-my $deadline = time() + 45;
-while (time() < $deadline)
+# Watch the worker until the hook has failed for good: each time it is
+# idle while the hook waits for its next attempt, it must wake by then.
+my $watch = q{
+	SELECT h.status, h.attempts,
+	       coalesce((regexp_replace(a.query, '^choreograph: idle until ', ''))::timestamptz
+	                <= h.next_attempt_at + interval '1 second', true),
+	       a.query, h.next_attempt_at
+	  FROM choreo_hooks h
+	  LEFT JOIN pg_stat_activity a
+	    ON a.backend_type = 'choreograph worker' AND a.state = 'idle'
+	   AND a.query LIKE 'choreograph: idle until %'
+	   AND h.status = 'queued' AND h.attempts > 0
+};
+my ($observed, @late) = (0);
+my $give_up = time() + $PostgreSQL::Test::Utils::timeout_default;
+my $state = '';
+while (time() < $give_up)
 {
-	$state = $node->safe_psql('postgres', 'SELECT status, attempts FROM choreo_hooks');
+	my ($status, $attempts, $in_time, $activity, $due) =
+	  split /\|/, $node->safe_psql('postgres', $watch);
+	$state = "$status|$attempts";
 	last if $state eq 'failed|5';
-	sleep 1;
+	if (defined $activity && $activity ne '')
+	{
+		$observed++;
+		push @late, "$activity, but attempt " . ($attempts + 1) . " is due at $due"
+		  if $in_time ne 't';
+	}
+	usleep(50_000);
 }
-is($state, 'failed|5', 'five attempts were made, each when it fell due')
-  or diag('waited 45 s for the hook to fail its fifth attempt; the outbox shows: '
-	  . $node->safe_psql('postgres',
-		  'SELECT status, attempts, next_attempt_at, now() FROM choreo_hooks'));
+is($state, 'failed|5', 'the hook was tried five times, then kept as failed')
+  or diag("gave up after $PostgreSQL::Test::Utils::timeout_default s waiting for it; the outbox shows: "
+	  . $node->safe_psql('postgres', 'SELECT status, attempts, next_attempt_at, now() FROM choreo_hooks'));
+ok($observed > 0, "the idle worker was seen waiting for a retry ($observed times)");
+is_deeply(\@late, [], 'whenever it was idle, it would wake before the next attempt fell due');
 is($node->safe_psql('postgres', q{SELECT last_value FROM tries}), '5',
 	'the function ran once per attempt');
 is($node->safe_psql('postgres', q{SELECT last_error, last_sqlstate FROM choreo_hooks}),
@@ -66,10 +91,30 @@ ok($node->poll_query_until('postgres', q{
 	SELECT (SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'written'::regclass) = 1000
 	   AND (SELECT n_tup_del FROM pg_stat_user_tables WHERE relid = 'choreograph.hooks'::regclass) >= 10}),
 	'the rows hooks wrote and the outbox rows they deleted are counted')
-  or diag('waited 180 s for the statistics; they show: '
+  or diag('waited for the statistics; they show: '
 	  . $node->safe_psql('postgres', q{
 		SELECT relname, n_tup_ins, n_tup_del, n_dead_tup FROM pg_stat_user_tables
 		 WHERE relid IN ('written'::regclass, 'choreograph.hooks'::regclass)}));
+
+# a database that does not exist yet: the worker waits longer each time
+$node->append_conf('postgresql.conf', "choreograph.database = 'later'\n");
+$node->restart;
+my @waits;
+$give_up = time() + $PostgreSQL::Test::Utils::timeout_default;
+while (time() < $give_up && @waits < 3)
+{
+	@waits = slurp_file($node->logfile) =~
+	  /choreograph worker 1 waits (\d+) ms before it connects to database "later" again/g;
+	usleep(200_000);
+}
+is_deeply([ @waits[ 0 .. 2 ] ], [ 1000, 2000, 4000 ],
+	'a worker that could not connect waited 1, 2, then 4 seconds before trying again');
+$node->safe_psql('postgres', 'CREATE DATABASE later');
+ok($node->poll_query_until('postgres', q{
+	SELECT EXISTS (SELECT FROM pg_stat_activity
+	                WHERE backend_type = 'choreograph worker' AND datname = 'later')}),
+	'once the database exists, the worker connects to it')
+  or diag('waited for the worker to connect to "later"');
 
 $node->stop;
 done_testing();
