@@ -321,6 +321,77 @@ ROLLBACK;
 SELECT choreo_drop_buffer('altered');
 DROP TABLE altered;
 
+-- only the columns of items still held count: a column dropped after its
+-- items were written, rolled back or refused does not stop the commit
+CREATE TABLE narrowed (id serial, x int, y text);
+SELECT choreo_create_buffer('narrowed', 'narrowed');
+BEGIN;
+SELECT choreo_fire_forget('narrowed', '{"x": 1}'), choreo_flush('narrowed');
+SAVEPOINT s;
+SELECT choreo_fire_forget('narrowed', '{"x": 2}');
+ROLLBACK TO s;
+SELECT err($$SELECT choreo_fire_forget('narrowed', '{"x": "nope"}')$$);
+SELECT choreo_fire_forget('narrowed', '{"y": "kept"}');
+ALTER TABLE narrowed DROP COLUMN x;
+COMMIT;
+SELECT y FROM narrowed ORDER BY id;
+SELECT choreo_drop_buffer('narrowed');
+DROP TABLE narrowed;
+
+-- items fired before and after the table changed are written in firing
+-- order, by choreo_fire_and_wait and by full batches too
+CREATE TABLE ordered (id serial, n int);
+SELECT choreo_create_buffer('ordered', 'ordered', 2);
+BEGIN;
+SELECT choreo_fire_forget('ordered', '{"n": 1}');
+ALTER TABLE ordered ADD COLUMN extra text;
+SELECT choreo_fire_and_wait('ordered', '{"n": 2}')->>'n' AS waited;
+SELECT choreo_fire_forget('ordered', '{"n": 3}');
+ALTER TABLE ordered ADD COLUMN more text;
+SELECT choreo_fire_forget('ordered', '{"n": 4}'), choreo_fire_forget('ordered', '{"n": 5}');
+COMMIT;
+SELECT bool_and(id = n) AS in_firing_order, count(*) FROM ordered;
+SELECT choreo_drop_buffer('ordered');
+DROP TABLE ordered;
+
+-- a column that became GENERATED ALWAYS after items naming it were fired:
+-- 428C9 on every path, as for an INSERT naming it
+CREATE TABLE identified (id int, v text);
+CREATE TABLE identified_planned (id int, v text);
+CREATE TRIGGER pass_on BEFORE INSERT ON identified_planned FOR EACH ROW EXECUTE FUNCTION pass_on();
+SELECT choreo_create_buffer('identified', 'identified'),
+       choreo_create_buffer('identified_planned', 'identified_planned');
+BEGIN;
+SELECT choreo_fire_forget('identified', '{"id": 42}');
+ALTER TABLE identified ALTER id SET NOT NULL, ALTER id ADD GENERATED ALWAYS AS IDENTITY;
+SELECT err($$SELECT choreo_flush('identified')$$);
+ROLLBACK;
+BEGIN;
+SELECT choreo_fire_forget('identified_planned', '{"id": 42}');
+ALTER TABLE identified_planned ALTER id SET NOT NULL, ALTER id ADD GENERATED ALWAYS AS IDENTITY;
+SELECT err($$SELECT choreo_flush('identified_planned')$$);
+ROLLBACK;
+SELECT choreo_drop_buffer('identified'), choreo_drop_buffer('identified_planned');
+DROP TABLE identified, identified_planned;
+
+-- the schema of a column's type renamed after its insert plan was made:
+-- the plan is made again, the names as they are now
+CREATE SCHEMA moods;
+CREATE TYPE moods.feeling AS ENUM ('glad', 'sad');
+CREATE TABLE feelings (id serial, f moods.feeling);
+CREATE TRIGGER pass_on BEFORE INSERT ON feelings FOR EACH ROW EXECUTE FUNCTION pass_on();
+SELECT choreo_create_buffer('feelings', 'feelings');
+SELECT choreo_fire_forget('feelings', '{"f": "glad"}'), choreo_flush();
+ALTER SCHEMA moods RENAME TO moods_renamed;
+CREATE SCHEMA moods;
+SELECT choreo_fire_forget('feelings', '{"f": "sad"}'), choreo_flush();
+ALTER TYPE moods_renamed.feeling RENAME TO emotion;
+SELECT choreo_fire_forget('feelings', '{"f": "glad"}'), choreo_flush();
+SELECT f FROM feelings ORDER BY id;
+SELECT choreo_drop_buffer('feelings');
+DROP TABLE feelings;
+DROP SCHEMA moods, moods_renamed CASCADE;
+
 -- a composite type altered after the first fire: converted as it is now,
 -- as jsonb_populate_record converts it
 CREATE TYPE pair AS (a int, b text);

@@ -66,6 +66,7 @@ typedef struct PendingBufferEntry
 } PendingBufferEntry;
 
 static int64 FlushBuffer(PendingBuffer *buffer);
+static void CompactBatches(PendingBuffer *buffer);
 
 static HTAB *pending_buffers = NULL;	/* in TopTransactionContext */
 static PendingBuffer *last_fired = NULL;	/* fast path for firing in a loop */
@@ -542,10 +543,14 @@ CurrentBatch(PendingBuffer *buffer)
 static void
 AddItem(PendingBuffer *buffer, ItemDraft *draft)
 {
-	Batch	   *batch = CurrentBatch(buffer);
-	BufferItem *item = PlaceItem(buffer, draft, batch->cxt);
-	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
+	Batch	   *batch;
+	BufferItem *item;
+	MemoryContext old;
 
+	CompactBatches(buffer);
+	batch = CurrentBatch(buffer);
+	item = PlaceItem(buffer, draft, batch->cxt);
+	old = MemoryContextSwitchTo(batch->cxt);
 	batch->items = lappend(batch->items, item);
 	MemoryContextSwitchTo(old);
 	if (++buffer->npending >= buffer->max_batch)
@@ -629,16 +634,42 @@ SpliceBatches(PendingBuffer *buffer, List *before, List *middle)
 	MemoryContextSwitchTo(old);
 }
 
+/* Raises the error for an item's column that the table can no longer take */
+static void
+CheckColumnWritable(PendingBuffer *buffer, TupleDesc desc, BufferColumn *column)
+{
+	Form_pg_attribute attr = column->attnum <= desc->natts ?
+		TupleDescAttr(desc, column->attnum - 1) : NULL;
+
+	if (attr == NULL || attr->attisdropped || attr->atttypid != column->type)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table %s of buffer \"%s\" was altered after items were fired into it",
+						buffer->target_name, buffer->name),
+				 errdetail("Column \"%s\", which items fired in this transaction name, was dropped or changed type.",
+						   NameStr(column->name)),
+				 errhint("Flush the buffer before altering its table.")));
+	if (attr->attgenerated != '\0' || attr->attidentity == ATTRIBUTE_IDENTITY_ALWAYS)
+		ereport(ERROR,
+				(errcode(ERRCODE_GENERATED_ALWAYS),
+				 errmsg("cannot insert a non-DEFAULT value into column \"%s\"",
+						NameStr(attr->attname)),
+				 errdetail("Column \"%s\" became %s after items naming it were fired.",
+						   NameStr(attr->attname),
+						   attr->attgenerated != '\0' ? "a generated column"
+						   : "an identity column defined as GENERATED ALWAYS")));
+}
+
 /*
  * Raises an error if the table of a buffer can no longer take the items
- * fired into it in this transaction: it was dropped, or a column they name
- * was dropped or changed type since.
+ * it holds: it was dropped, or a column they name was dropped, changed
+ * type or became generated since they were fired.
  */
 static void
 CheckTargetWritable(PendingBuffer *buffer)
 {
 	Relation	rel = RelationIdGetRelation(buffer->target);
-	TupleDesc	desc;
+	List	   *checked = NIL;
 	ListCell   *lc;
 
 	if (!RelationIsValid(rel))
@@ -648,31 +679,25 @@ CheckTargetWritable(PendingBuffer *buffer)
 						buffer->target_name, buffer->name),
 				 errdetail("%d items fired into the buffer in this transaction cannot be written.",
 						   buffer->npending)));
-	desc = RelationGetDescr(rel);
-	foreach(lc, buffer->sets)
+	/* (an error leaves the relation to the resource owner to close) */
+	foreach(lc, buffer->batches)
 	{
-		ColumnSet  *set = lfirst(lc);
+		ListCell   *ic;
 
-		for (int i = 0; i < set->ncolumns; i++)
+		foreach(ic, ((Batch *) lfirst(lc))->items)
 		{
-			BufferColumn *column = &buffer->columns[set->columns[i]];
-			Form_pg_attribute attr = column->attnum <= desc->natts ?
-				TupleDescAttr(desc, column->attnum - 1) : NULL;
+			ColumnSet  *set = ((BufferItem *) lfirst(ic))->set;
 
-			if (attr == NULL || attr->attisdropped || attr->atttypid != column->type)
-			{
-				RelationClose(rel);
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("table %s of buffer \"%s\" was altered after items were fired into it",
-								buffer->target_name, buffer->name),
-						 errdetail("Column \"%s\", which items fired in this transaction name, was dropped or changed type.",
-								   NameStr(column->name)),
-						 errhint("Flush the buffer before altering its table.")));
-			}
+			if (list_member_ptr(checked, set))
+				continue;
+			checked = lappend(checked, set);
+			for (int i = 0; i < set->ncolumns; i++)
+				CheckColumnWritable(buffer, RelationGetDescr(rel),
+									&buffer->columns[set->columns[i]]);
 		}
 	}
 	RelationClose(rel);
+	list_free(checked);
 }
 
 /*
@@ -692,11 +717,23 @@ FlushBuffer(PendingBuffer *buffer)
 	ListCell   *lc;
 	MemoryContext old;
 
+	/* items fired under an earlier definition of the name come first */
+	for (int i = 0; i < list_length(pending_order); i++)
+	{
+		PendingBuffer *earlier = list_nth(pending_order, i);
+
+		if (earlier == buffer)
+			break;
+		if (earlier->npending > 0 && strcmp(earlier->name, buffer->name) == 0)
+			(void) FlushBuffer(earlier);
+	}
+
 	if (buffer->npending == 0)
 		return 0;
 
 	/* a trigger on the table may fire into the buffer, and so flush it again */
 	check_stack_depth();
+	CompactBatches(buffer);
 	if (buffer->outdated || buffer->target_changed)
 		CheckTargetWritable(buffer);
 
@@ -825,7 +862,9 @@ CopyItem(PendingBuffer *buffer, BufferItem *item)
 /*
  * Gives back the memory of a batch's dropped items once they outnumber
  * its items (a loop of exception blocks that fire and fail would otherwise
- * grow it without bound): its items move to new memory.
+ * grow it without bound): its items move to new memory.  Done at the next
+ * fire or flush, not when the subtransaction aborts: what runs then must
+ * not allocate (an out-of-memory error there would abort the abort).
  */
 static void
 CompactBatch(PendingBuffer *buffer, Batch *batch)
@@ -849,10 +888,24 @@ CompactBatch(PendingBuffer *buffer, Batch *batch)
 	batch->ndropped = 0;
 }
 
+/* Compacts the batches that dropped items, if a rollback left any */
+static void
+CompactBatches(PendingBuffer *buffer)
+{
+	ListCell   *lc;
+
+	if (!buffer->dropped_items)
+		return;
+	foreach(lc, buffer->batches)
+		CompactBatch(buffer, lfirst(lc));
+	buffer->dropped_items = false;
+}
+
 /*
  * Forgets a pending state made in a rolled-back subtransaction: its items
  * are gone, and so is its lock on the table.  The name goes back to the
- * newest pending state of it that is left.
+ * newest pending state of it that is left (the hash entry is changed in
+ * place: nothing may be allocated while a subtransaction aborts).
  */
 static void
 ForgetPendingBuffer(PendingBuffer *buffer)
@@ -873,22 +926,22 @@ ForgetPendingBuffer(PendingBuffer *buffer)
 			if (other != buffer && strcmp(other->name, buffer->name) == 0)
 				newest = other;
 		}
-		hash_search(pending_buffers, &buffer->name, HASH_REMOVE, NULL);
 		if (newest != NULL)
 		{
-			entry = hash_search(pending_buffers, &newest->name, HASH_ENTER, NULL);
+			/* the same key, in the other state's memory */
 			entry->name = newest->name;
 			entry->buffer = newest;
 		}
+		else
+			hash_search(pending_buffers, &buffer->name, HASH_REMOVE, NULL);
 	}
 	MemoryContextDelete(buffer->cxt);
 }
 
 /*
- * Subtransaction ends.  The batch lists are rebuilt in each buffer's
- * memory, never in the memory current at these callbacks, which is the
- * subtransaction's own: reset (abort) or freed with it (commit, if the
- * parent aborts).
+ * Subtransaction ends.  Nothing here allocates (an error while a
+ * subtransaction aborts would abort the abort): lists are changed in
+ * place, and memory given back later (CompactBatches).
  */
 void
 BuffersAtSubAbort(int nest_level)
@@ -902,8 +955,6 @@ BuffersAtSubAbort(int nest_level)
 	foreach(lc, pending_order)
 	{
 		PendingBuffer *buffer = lfirst(lc);
-		MemoryContext old;
-		List	   *batches = NIL;
 		ListCell   *bc;
 
 		if (buffer->created_level >= nest_level)
@@ -913,7 +964,6 @@ BuffersAtSubAbort(int nest_level)
 			continue;
 		}
 
-		old = MemoryContextSwitchTo(buffer->cxt);
 		foreach(bc, buffer->batches)
 		{
 			Batch	   *batch = lfirst(bc);
@@ -924,17 +974,14 @@ BuffersAtSubAbort(int nest_level)
 			if (batch->flushed_level == 0)
 				TrimBatch(batch, nest_level);
 			if (batch->items == NIL)
-				FreeBatch(batch);
-			else
 			{
-				CompactBatch(buffer, batch);
-				batches = lappend(batches, batch);
+				buffer->batches = foreach_delete_current(buffer->batches, bc);
+				FreeBatch(batch);
 			}
+			else if (batch->ndropped > 0)
+				buffer->dropped_items = true;
 		}
-		list_free(buffer->batches);
-		buffer->batches = batches;
 		CountPending(buffer);
-		MemoryContextSwitchTo(old);
 	}
 }
 
@@ -946,8 +993,6 @@ BuffersAtSubCommit(int nest_level)
 	foreach(lc, pending_order)
 	{
 		PendingBuffer *buffer = lfirst(lc);
-		MemoryContext old = MemoryContextSwitchTo(buffer->cxt);
-		List	   *batches = NIL;
 		ListCell   *bc;
 
 		if (buffer->created_level >= nest_level)
@@ -971,13 +1016,11 @@ BuffersAtSubCommit(int nest_level)
 			/* written at a level that fired all its items: safe now */
 			if (batch->flushed_level > 0 &&
 				((BufferItem *) linitial(batch->items))->nest_level >= batch->flushed_level)
+			{
+				buffer->batches = foreach_delete_current(buffer->batches, bc);
 				FreeBatch(batch);
-			else
-				batches = lappend(batches, batch);
+			}
 		}
-		list_free(buffer->batches);
-		buffer->batches = batches;
-		MemoryContextSwitchTo(old);
 	}
 }
 

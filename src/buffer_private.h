@@ -52,6 +52,7 @@ struct PendingBuffer
 	uint64		def_generation; /* BufferDefinitionsGeneration() when checked */
 	bool		target_changed; /* the table's definition may have changed */
 	bool		outdated;		/* new items go to a newer pending state */
+	bool		dropped_items;	/* a rollback dropped items: compact the batches */
 	int			created_level;
 	int			ncolumns;
 	BufferColumn *columns;

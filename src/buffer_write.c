@@ -13,10 +13,11 @@
  *		apply as to a plain INSERT.
  *
  * Insert plans are prepared once per backend for a table and the columns
- * (attribute numbers and types) a set of items names.  The table is named
- * in the plan's text, so the name is read again from its OID before each
- * batch and the plan prepared again if it changed (a renamed table or
- * schema); a plan is also prepared again when the table changes.  A plan
+ * (attribute numbers and types) a set of items names.  The plan's text
+ * names the table, the columns and their types, so it is written again
+ * from their OIDs before each batch and the plan prepared again if it
+ * changed (a renamed table, column, type or schema); a plan is also
+ * prepared again when the table changes.  A plan
  * may be running when that happens (a trigger on the table fires enough
  * items to write another batch): it is freed only once no batch uses it.
  */
@@ -49,7 +50,7 @@ typedef struct InsertPlan
 {
 	char	   *key;			/* hash key: "relid/returning/signature" */
 	Oid			target;
-	char	   *target_name;	/* the name the plan's text uses */
+	char	   *query;			/* the plan's text */
 	bool		stale;			/* the table changed: prepare again */
 	KeptPlan   *kept;
 } InsertPlan;
@@ -177,7 +178,6 @@ static KeptPlan *
 InsertPlanFor(PendingBuffer *buffer, ColumnSet *set, bool returning)
 {
 	char	   *key = psprintf("%u/%d/%s", buffer->target, returning, set->signature);
-	char	   *table = CurrentTableName(buffer->target);
 	InsertPlan *entry;
 	bool		found;
 	char	   *query;
@@ -188,15 +188,22 @@ InsertPlanFor(PendingBuffer *buffer, ColumnSet *set, bool returning)
 	if (insert_plans == NULL)
 		insert_plans = StringPointerHashCreate("choreograph insert plans", 16,
 											   sizeof(InsertPlan), TopMemoryContext);
+
+	/*
+	 * The text names the table, its columns and their types as they are
+	 * named now: a rename (of a schema, say) that leaves the table itself
+	 * alone would otherwise make the plan resolve those names again, to
+	 * other objects or to none, the next time it is revalidated.
+	 */
+	query = InsertQuery(buffer, set, CurrentTableName(buffer->target), returning);
 	entry = hash_search(insert_plans, &key, HASH_FIND, &found);
-	if (entry != NULL && !entry->stale && strcmp(entry->target_name, table) == 0)
+	if (entry != NULL && !entry->stale && strcmp(entry->query, query) == 0)
 	{
 		entry->kept->users++;
 		return entry->kept;
 	}
 
 	FreeRetiredPlans();
-	query = InsertQuery(buffer, set, table, returning);
 	plan = SPI_prepare(query, set->ncolumns == 0 ? 1 : 0, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", query,
@@ -211,7 +218,7 @@ InsertPlanFor(PendingBuffer *buffer, ColumnSet *set, bool returning)
 		entry->kept->retired = true;
 		entry->kept->users++;
 		ReleaseKeptPlan(entry->kept);
-		pfree(entry->target_name);
+		pfree(entry->query);
 	}
 	else
 	{
@@ -221,7 +228,7 @@ InsertPlanFor(PendingBuffer *buffer, ColumnSet *set, bool returning)
 		entry->key = kept_key;
 	}
 	entry->target = buffer->target;
-	entry->target_name = MemoryContextStrdup(TopMemoryContext, table);
+	entry->query = MemoryContextStrdup(TopMemoryContext, query);
 	entry->stale = false;
 	entry->kept = kept;
 	kept->users++;

@@ -101,7 +101,9 @@ DirectInsertPossible(Relation rel, const DirectInsertColumns *columns)
 		if (attnum < 1 || attnum > desc->natts)
 			return false;
 		attr = TupleDescAttr(desc, attnum - 1);
+		/* (the planned INSERT raises what a column that changed calls for) */
 		if (attr->attisdropped || attr->attgenerated != '\0' ||
+			attr->attidentity == ATTRIBUTE_IDENTITY_ALWAYS ||
 			attr->atttypid != columns->types[i] ||
 			attr->atttypmod != columns->typmods[i])
 			return false;
