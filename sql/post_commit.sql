@@ -114,8 +114,18 @@ DELETE FROM choreograph.hooks;
 -- then the hook stays failed until choreo_retry_hook
 ALTER SYSTEM SET choreograph.hook_max_attempts = 2;
 ALTER SYSTEM SET choreograph.error_max_length = 30;
+-- the workers reload their settings at the top of their loop, and each
+-- pass shows a new "idle until ... (since ...)": wait for that
+CREATE TEMPORARY TABLE workers_before AS
+    SELECT pid, query FROM pg_stat_activity WHERE backend_type = 'choreograph worker';
+CREATE FUNCTION workers_moved_on() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_stat_clear_snapshot();
+    RETURN NOT EXISTS (SELECT FROM pg_stat_activity a JOIN workers_before b USING (pid)
+                        WHERE a.query = b.query OR a.query NOT LIKE 'choreograph: idle until %');
+END $$;
 SELECT pg_reload_conf();
-SELECT pg_sleep(0.5);   -- the workers reload at once; give the signal time
+SELECT wait_until('workers_moved_on()') AS workers_reloaded;
 SET ROLE regress_choreo_poster;
 SELECT choreo_post_commit('write_guarded()');
 RESET ROLE;
@@ -212,6 +222,6 @@ RESET ROLE;
 DROP EXTENSION choreograph;
 DROP TABLE post_log, guarded;
 DROP FUNCTION post_hook(jsonb), post_entries(), wait_for_hooks(), wait_for_attempts(), wait_until(text), write_guarded(),
-    int_hook(int), private_hook(), trigger_hook(), always_fails(), err(text);
+    int_hook(int), private_hook(), trigger_hook(), always_fails(), workers_moved_on(), err(text);
 DROP ROLE regress_choreo_poster, regress_choreo_stranger;
 \c contrib_regression

@@ -39,6 +39,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/datetime.h"
 #include "utils/timestamp.h"
 
 #include "choreograph.h"
@@ -470,15 +471,19 @@ ApplyWorkerSettings(void)
 
 /*
  * Shows in pg_stat_activity until when an idle worker sleeps, unless a
- * commit wakes it: "choreograph: idle until 2026-12-01 23:19:06.715+00"
+ * commit wakes it, and since when (each pass of its loop, a reload
+ * included, shows a new "since"):
+ * "choreograph: idle until 2026-12-01 23:19:06.715+00 (since 2026-12-01 23:19:05.1+00)"
  */
 static void
 ReportIdleUntil(TimestampTz wake_at)
 {
-	char		activity[96];
+	char		activity[160];
+	char		since[MAXDATELEN + 1];
 
-	snprintf(activity, sizeof(activity), "choreograph: idle until %s",
-			 timestamptz_to_str(wake_at));
+	strlcpy(since, timestamptz_to_str(GetCurrentTimestamp()), sizeof(since));
+	snprintf(activity, sizeof(activity), "choreograph: idle until %s (since %s)",
+			 timestamptz_to_str(wake_at), since);
 	pgstat_report_activity(STATE_IDLE, activity);
 }
 

@@ -21,7 +21,7 @@ choreograph.max_workers = 2
 $node->start;
 $node->safe_psql('postgres', q{
 CREATE EXTENSION choreograph;
-CREATE TABLE done (id serial, n int);
+CREATE TABLE done (id serial, n int, at timestamptz DEFAULT clock_timestamp());
 -- a hook; with "gate" it first waits for advisory lock 4242
 CREATE FUNCTION mark(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -45,23 +45,34 @@ sub worker_pids
 		  . " WHERE backend_type = 'choreograph worker'");
 }
 
-# Wake-up at commit: with both workers asleep (they look through the
-# outbox once a minute otherwise), a committed hook runs.
+# Wake-up at commit: an idle worker shows until when it sleeps (its next
+# look through the outbox, up to a minute away); a hook committed while
+# both sleep runs before either would have woken by itself, so it was the
+# commit that woke one.
+my $sleeping_until = q{
+	SELECT min((regexp_match(query, '^choreograph: idle until (.*) \(since'))[1]::timestamptz)
+	  FROM pg_stat_activity
+	 WHERE backend_type = 'choreograph worker' AND state = 'idle'
+	   AND query LIKE 'choreograph: idle until %'
+	HAVING count(*) = 2};
 for my $round (1 .. 5)
 {
-	$node->poll_query_until('postgres', q{
-		SELECT count(*) = 2 FROM pg_stat_activity
-		 WHERE backend_type = 'choreograph worker'
-		   AND state = 'idle' AND wait_event = 'Extension'})
+	# both asleep, and not about to wake by themselves
+	$node->poll_query_until('postgres',
+		"SELECT ($sleeping_until) > clock_timestamp() + interval '10 seconds'")
 	  or die 'the workers did not go to sleep';
+	my $wake = $node->safe_psql('postgres', $sleeping_until);
 	$node->safe_psql('postgres', qq{
 		BEGIN;
 		SELECT choreo_post_commit('mark(jsonb)', '{"n": -$round}');
 		COMMIT;
 	});
-	ok( $node->poll_query_until(
-			'postgres', "SELECT EXISTS (SELECT FROM done WHERE n = -$round)"),
-		"round $round: a hook committed while the workers slept ran");
+	$node->poll_query_until('postgres', "SELECT EXISTS (SELECT FROM done WHERE n = -$round)")
+	  or die "round $round: the hook committed while the workers slept did not run";
+	is( $node->safe_psql('postgres',
+			"SELECT at < '$wake'::timestamptz FROM done WHERE n = -$round"),
+		't',
+		"round $round: a hook committed while the workers slept ran before they would have woken ($wake)");
 }
 
 # Hooks of one transaction run in registration order.

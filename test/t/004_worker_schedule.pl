@@ -42,31 +42,30 @@ SELECT choreo_post_commit('flaky()');
 
 # Watch the worker until the hook has failed for good: each time it is
 # idle while the hook waits for its next attempt, it must wake by then.
-my $watch = q{
-	SELECT h.status, h.attempts,
-	       coalesce((regexp_replace(a.query, '^choreograph: idle until ', ''))::timestamptz
-	                <= h.next_attempt_at + interval '1 second', true),
-	       a.query, h.next_attempt_at
-	  FROM choreo_hooks h
-	  LEFT JOIN pg_stat_activity a
-	    ON a.backend_type = 'choreograph worker' AND a.state = 'idle'
-	   AND a.query LIKE 'choreograph: idle until %'
-	   AND h.status = 'queued' AND h.attempts > 0
-};
+# An observation counts only if the worker showed the same activity before
+# and after the hook was read (it made no attempt in between).
+my $activity = q{
+	SELECT query FROM pg_stat_activity
+	 WHERE backend_type = 'choreograph worker' AND state = 'idle'
+	   AND query LIKE 'choreograph: idle until %'};
+my $hook = q{SELECT status, attempts, next_attempt_at FROM choreo_hooks};
 my ($observed, @late) = (0);
 my $give_up = time() + $PostgreSQL::Test::Utils::timeout_default;
 my $state = '';
 while (time() < $give_up)
 {
-	my ($status, $attempts, $in_time, $activity, $due) =
-	  split /\|/, $node->safe_psql('postgres', $watch);
+	my $before = $node->safe_psql('postgres', $activity);
+	my ($status, $attempts, $due) = split /\|/, $node->safe_psql('postgres', $hook);
+	my $after = $node->safe_psql('postgres', $activity);
 	$state = "$status|$attempts";
 	last if $state eq 'failed|5';
-	if (defined $activity && $activity ne '')
+	if ($before ne '' && $before eq $after && $status eq 'queued' && $attempts > 0)
 	{
 		$observed++;
-		push @late, "$activity, but attempt " . ($attempts + 1) . " is due at $due"
-		  if $in_time ne 't';
+		my ($wake) = $before =~ /^choreograph: idle until (.*) \(since/;
+		push @late, "$before, but attempt " . ($attempts + 1) . " is due at $due"
+		  unless $node->safe_psql('postgres',
+			"SELECT '$wake'::timestamptz <= '$due'::timestamptz + interval '1 second'") eq 't';
 	}
 	usleep(50_000);
 }
