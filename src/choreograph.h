@@ -105,6 +105,7 @@ extern void PipelineCacheReset(void);
 /* util.c */
 extern Oid	ChoreoRelationOid(const char *relname, bool missing_ok);
 extern char *NameArgument(FunctionCallInfo fcinfo, int argno, const char *what);
+extern void PreventInSecurityRestrictedOperation(const char *action);
 
 /* What BeginExtensionWrite changed, for EndExtensionWrite to undo */
 typedef struct ExtensionWrite
