@@ -10,8 +10,10 @@
  * mostly dead rows; that look is kept for the start, retries, a full commit
  * queue and a once-a-minute safety net.
  *
- * Each hook runs in its own transaction, as the role that registered it;
- * the hook's writes and the deletion of its outbox row commit together, so
+ * Each hook runs in its own transaction, as the role that registered it,
+ * and then the worker's session is made fresh again (worker_session.c), so
+ * that the next hook, maybe of another role, sees nothing it left behind.
+ * The hook's writes and the deletion of its outbox row commit together, so
  * its effects in the database happen exactly once, whatever crashes.  A
  * failing hook's transaction is rolled back and the failure recorded in a
  * new one, with exponential backoff; the worker itself goes on.  Hooks of
@@ -380,6 +382,10 @@ RunNextHook(int index, uint64 txid)
 		EndFailedWorkerTransaction(hook_cxt);
 	}
 	PG_END_TRY();
+
+	/* nothing the hook left in the session may reach the next one */
+	if (id != 0)
+		WorkerSessionReset();
 
 	WorkerSetRunning(index, 0);
 	if (edata != NULL && id == 0)
