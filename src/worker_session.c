@@ -10,7 +10,8 @@
  * first for relations), with a trigger, runs the trigger as the superuser.
  * So after every hook, whether it committed or failed, the worker puts its
  * session back into the state of a fresh worker session: the equivalent of
- * DISCARD ALL (discard.c), plus choreograph's own session state.
+ * DISCARD ALL (discard.c), plus random()'s seed and choreograph's own
+ * session state.
  *
  * DISCARD ALL cannot be used as is: it refuses to run inside a function,
  * and needs a transaction for all of it, when only the temporary objects
@@ -39,7 +40,9 @@
 #include "catalog/namespace.h"
 #include "commands/prepare.h"
 #include "commands/sequence.h"
+#include "common/pg_prng.h"
 #include "storage/lock.h"
+#include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/portal.h"
@@ -93,6 +96,15 @@ ResetSession(void)
 
 	/* what currval() and lastval() remember */
 	ResetSequenceCaches();
+
+	/*
+	 * random()'s seed: setseed() in one hook would make the next hook's
+	 * random() predictable.  DISCARD ALL leaves it, but a new session seeds
+	 * it from a strong source; the worker's own generator, which no SQL can
+	 * seed, stands in for that here.
+	 */
+	(void) DirectFunctionCall1(setseed,
+							   Float8GetDatum(pg_prng_double(&pg_global_prng_state) * 2.0 - 1.0));
 
 	/*
 	 * Settings (RESET ALL).  A hook's own SETs, set_config(..., false)

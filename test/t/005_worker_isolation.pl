@@ -3,7 +3,8 @@
 # hook of another role.  Each "leaving" hook leaves every kind of session
 # state it can (temporary table, trigger, function and operator; prepared
 # statements; session advisory locks; session-level settings, a custom one
-# included; cursors WITH HOLD; LISTEN; currval/lastval; the bag and error
+# included; cursors WITH HOLD; LISTEN; currval/lastval; the seed of
+# random(); the bag and error
 # stack of a pipeline run), in its body and in a pre-commit hook it
 # registers (which runs at its commit, in the worker); the next hook, of
 # another role, records what it sees, and must see a fresh session.  A
@@ -132,6 +133,7 @@ BEGIN
         NULL;   -- as of now, refused in background workers
     END;
     PERFORM nextval('public.counter');
+    PERFORM setseed(0.5);
     PERFORM choreo_try_run('secret', jsonb_build_object('token', who || '-token'));
     INSERT INTO public.deferred VALUES (who);
     PERFORM choreo_pre_commit('public.leave_at_commit()');
@@ -164,6 +166,8 @@ BEGIN
         v := SQLSTATE;
     END;
     INSERT INTO public.seen VALUES (label, 'lastval', v);
+    -- likewise for random(), reseeded by the hook before
+    INSERT INTO public.seen VALUES (label, 'random', random()::text);
     INSERT INTO public.seen VALUES (label, 'pid', pg_backend_pid()::text);
     INSERT INTO public.seen VALUES (label, 'audit is in',
         (SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = 'audit'::regclass));
@@ -252,6 +256,11 @@ is( $node->safe_psql('postgres',
 is($node->safe_psql('postgres', q{SELECT count(DISTINCT value) FROM seen WHERE kind = 'pid'}),
 	'1', 'all of them in the same worker session');
 
+# the first random() after setseed(0.5), in any session
+my $seeded_random =
+  (split /\n/, $node->safe_psql('postgres', 'SELECT setseed(0.5); SELECT random()'))[-1];
+like($seeded_random, qr/^0\.\d+$/, "random() after setseed(0.5) is $seeded_random");
+
 # What a fresh session shows, field by field
 my %fresh = (
 	'currval'             => '55000',
@@ -280,9 +289,13 @@ for my $label ('bob after alice', 'alice after bob', 'superuser after alice',
 	# one line per kind, so that a failure shows everything that leaked
 	is( $node->safe_psql('postgres', qq{
 			SELECT string_agg(kind || ' = ' || value, E'\\n' ORDER BY kind)
-			  FROM seen WHERE label = '$label' AND kind <> 'pid'}),
+			  FROM seen WHERE label = '$label' AND kind NOT IN ('pid', 'random')}),
 		join("\n", map { "$_ = $fresh{$_}" } sort keys %fresh),
 		"$label: a fresh session");
+	# random() is seeded afresh, not left as the previous hook seeded it
+	isnt($node->safe_psql('postgres',
+			"SELECT value FROM seen WHERE label = '$label' AND kind = 'random'"),
+		$seeded_random, "$label: random() not as the previous hook seeded it");
 }
 
 # The escalation: the superuser's hook wrote to its own table, alice's
