@@ -13,11 +13,13 @@
  * DISCARD ALL (discard.c), plus random()'s seed and choreograph's own
  * session state.
  *
- * DISCARD ALL cannot be used as is: it refuses to run inside a function,
- * and needs a transaction for all of it, when only the temporary objects
- * do.  Each step is done here instead, in the transaction state it needs,
- * and only when there may be something to remove where that costs more
- * than a look (a worker drains thousands of hooks a second).
+ * DISCARD ALL itself cannot be used: its C function is static, and the
+ * statement refuses to run inside a transaction block, where SPI would run
+ * it; it would also take a transaction for all of it, when only dropping
+ * the temporary objects needs one.  Each step is done here instead, in the
+ * transaction state it needs, and only when there may be something to
+ * remove where that costs more than a look (a worker drains thousands of
+ * hooks a second).
  *
  * Not reset, and why:
  * - the plan cache: a cached plan shows nothing of the hook that made it

@@ -189,6 +189,8 @@ BEGIN
         v := SQLSTATE;
     END;
     INSERT INTO public.seen VALUES (label, 'execute', v);
+    -- (taking the lock here would prove nothing: a session takes its own
+    -- advisory locks again; the test's own session tries them at the end)
     INSERT INTO public.seen VALUES (label, 'advisory locks',
         (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()));
     INSERT INTO public.seen VALUES (label, 'search_path', current_setting('search_path'));
