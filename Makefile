@@ -21,7 +21,8 @@ OBJS = \
 	src/transaction.o \
 	src/trigger.o \
 	src/util.o \
-	src/worker.o
+	src/worker.o \
+	src/worker_session.o
 
 DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0.2--0.3.sql sql/choreograph--0.3--0.4.sql
 PGFILEDESC = "choreograph - transactional orchestration"

@@ -294,6 +294,7 @@ extern void RunCheckDepth(const char *pipeline_name);
 extern Run *RunBegin(Pipeline *pipeline);
 extern void RunEnd(Run *run);
 extern Run *RunCurrent(void);
+extern void RunStateReset(void);
 extern void RunRecordError(Run *run, int step, StepPhase phase,
 						   int sqlerrcode, const char *message);
 extern Jsonb *RunBuildBag(Run *run);
@@ -370,5 +371,8 @@ extern void WorkerStarted(int index);
 
 /* worker.c: the background workers running post-commit hooks */
 extern void WorkersRegister(void);
+
+/* worker_session.c: a worker's session made fresh again between hooks */
+extern void WorkerSessionReset(void);
 
 #endif							/* CHOREOGRAPH_H */
