@@ -374,5 +374,6 @@ extern void WorkersRegister(void);
 
 /* worker_session.c: a worker's session made fresh again between hooks */
 extern void WorkerSessionReset(void);
+extern bool WorkerSessionServes(Oid role);
 
 #endif							/* CHOREOGRAPH_H */

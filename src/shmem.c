@@ -186,8 +186,10 @@ WorkerSlotDetach(int code, Datum arg)
 {
 	WorkerSlot *slot = &shared->slots[DatumGetInt32(arg)];
 
+	/* a successor may have taken the slot already (worker.c) */
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	memset(slot, 0, sizeof(WorkerSlot));
+	if (slot->pid == MyProcPid)
+		memset(slot, 0, sizeof(WorkerSlot));
 	LWLockRelease(shared->lock);
 }
 

@@ -33,6 +33,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
@@ -67,25 +68,63 @@ typedef struct DueHook
 	uint64		group;			/* the registering transaction */
 } DueHook;
 
+/* set when the next hook is another role's: this process hands over */
+static bool restart_for_role = false;
+
+/* Describes worker number index (from 0) */
+static void
+DescribeWorker(BackgroundWorker *worker, int index)
+{
+	memset(worker, 0, sizeof(BackgroundWorker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = 1;
+	strlcpy(worker->bgw_library_name, "choreograph", BGW_MAXLEN);
+	strlcpy(worker->bgw_function_name, "choreo_worker_main", BGW_MAXLEN);
+	strlcpy(worker->bgw_type, "choreograph worker", BGW_MAXLEN);
+	snprintf(worker->bgw_name, BGW_MAXLEN, "choreograph worker %d", index + 1);
+	worker->bgw_main_arg = Int32GetDatum(index);
+}
+
 /* Registers the workers; called from _PG_init when preloaded */
 void
 WorkersRegister(void)
 {
 	BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	strlcpy(worker.bgw_library_name, "choreograph", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "choreo_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "choreograph worker", BGW_MAXLEN);
 	for (int i = 0; i < choreo_max_workers; i++)
 	{
-		snprintf(worker.bgw_name, BGW_MAXLEN, "choreograph worker %d", i + 1);
-		worker.bgw_main_arg = Int32GetDatum(i);
+		DescribeWorker(&worker, i);
 		RegisterBackgroundWorker(&worker);
 	}
+}
+
+/*
+ * Ends this worker so that a new process, with a session no role has used
+ * yet, runs the next hook (worker_session.c says why a session serves one
+ * role).  The successor is started at once as a dynamic background worker
+ * with the same number, and this one exits with status 0, which tells the
+ * postmaster not to restart it; when no slot is free for the successor,
+ * this one exits with status 1 and the postmaster restarts it a second
+ * later.  The hook stays queued, and the successor's first look through
+ * the outbox finds it, with whatever this one took from the commit queue.
+ */
+static void
+RestartForAnotherRole(int index)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	WorkerSetRunning(index, 0);
+	(void) WorkerClaimGroup(index, 0);
+	DescribeWorker(&worker, index);
+	if (RegisterDynamicBackgroundWorker(&worker, &handle))
+		proc_exit(0);
+	ereport(LOG,
+			(errmsg("choreograph worker %d restarts to run a hook of another role", index + 1),
+			 errdetail("No background worker slot was free to start its successor at once."),
+			 errhint("Raise max_worker_processes.")));
+	proc_exit(1);
 }
 
 /*
@@ -371,6 +410,15 @@ RunNextHook(int index, uint64 txid)
 				pgstat_report_activity(STATE_RUNNING, activity);
 			}
 			CheckHookRunnable(id, callback, role);
+			if (!WorkerSessionServes(role))
+			{
+				/* rolled back below: the hook stays queued for the successor */
+				restart_for_role = true;
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("choreograph worker %d leaves post-commit hook %lld to a new session",
+								index + 1, (long long) id)));
+			}
 
 			/*
 			 * From here to the end of the commit, the transaction is the
@@ -399,6 +447,8 @@ RunNextHook(int index, uint64 txid)
 		SetUserIdAndSecContext(worker_userid, worker_sec_context);
 	}
 	PG_END_TRY();
+	if (restart_for_role)
+		RestartForAnotherRole(index);
 
 	/* nothing the hook left in the session may reach the next one */
 	if (id != 0)

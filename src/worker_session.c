@@ -43,6 +43,7 @@
 #include "commands/prepare.h"
 #include "commands/sequence.h"
 #include "common/pg_prng.h"
+#include "miscadmin.h"
 #include "storage/lock.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
@@ -155,4 +156,40 @@ WorkerSessionReset(void)
 				 errdetail("The worker exits so that no hook runs in a session another hook has left state in; it is started again.")));
 	}
 	PG_END_TRY();
+}
+
+/*
+ * The role whose hooks this session runs.  Some session state cannot be
+ * reset at all: PL/pgSQL compiles a function once per backend, resolving
+ * the types of its variables through the search_path of its first caller,
+ * so a role that calls another role's hook function first, with a schema
+ * of its own ahead of pg_catalog, plants its own types (and their input
+ * and check functions) in that function for as long as the process lives.
+ * The same holds for state other extensions keep in C.  So a worker's
+ * session serves one role: the first hook binds it, and a hook of any
+ * other role is left to a new process (worker.c).
+ */
+static Oid	session_role = InvalidOid;
+
+/*
+ * True when the session may run a hook of this role, binding it to the
+ * role on first use: session_user and is_superuser then report the role,
+ * as in a session the role had opened, while the worker's own queries keep
+ * running as the user that connected (the caller's current user), which
+ * is restored here.
+ */
+bool
+WorkerSessionServes(Oid role)
+{
+	Oid			worker_userid;
+	int			worker_sec_context;
+
+	if (OidIsValid(session_role))
+		return role == session_role;
+
+	GetUserIdAndSecContext(&worker_userid, &worker_sec_context);
+	SetSessionAuthorization(role, superuser_arg(role));
+	SetUserIdAndSecContext(worker_userid, worker_sec_context);
+	session_role = role;
+	return true;
 }

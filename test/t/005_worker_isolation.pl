@@ -1,14 +1,16 @@
-# Post-commit hooks of different roles share the workers' sessions: with a
-# single worker, every hook below runs in the same session, right after a
-# hook of another role.  Each "leaving" hook leaves every kind of session
-# state it can (temporary table, trigger, function and operator; prepared
-# statements; session advisory locks; session-level settings, a custom one
-# included; cursors WITH HOLD; LISTEN; currval/lastval; the seed of
-# random(); the bag and error
-# stack of a pipeline run), in its body and in a pre-commit hook it
-# registers (which runs at its commit, in the worker); the next hook, of
-# another role, records what it sees, and must see a fresh session.  A
-# hook that leaves state and then fails must leave nothing either.
+# Post-commit hooks of different roles never share a worker session: with
+# a single worker, every hook below runs right after a hook of another
+# role, or of the same role.  Each "leaving" hook leaves every kind of
+# session state it can (temporary table, trigger, function and operator;
+# prepared statements; session advisory locks; session-level settings, a
+# custom one included; cursors WITH HOLD; LISTEN; currval/lastval; the
+# seed of random(); the bag and error stack of a pipeline run), in its body
+# and in a pre-commit hook it registers (which runs at its commit, in the
+# worker); the next hook records what it sees, and must see a fresh
+# session: after another role's hook, a new process (a session serves one
+# role: some state, such as PL/pgSQL's compiled functions, cannot be
+# reset); after its own role's, the same process, reset.  A hook that
+# leaves state and then fails must leave nothing either.
 #
 # The escalation this guards against: a plain role's hook created a
 # temporary table named like one a superuser's hook writes without a
@@ -27,7 +29,7 @@ use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('isolation');
 $node->init;
-# one worker: every hook runs in the same session; a failing hook fails
+# one worker: the hooks run one after another; a failing hook fails
 # for good at once, so the hooks after it run at once too
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'choreograph'
@@ -222,7 +224,7 @@ CREATE FUNCTION su_audit() RETURNS void LANGUAGE sql SET search_path = public
 });
 
 # The hooks, in one transaction: with one worker they run in this order,
-# in the same session, each right after a hook of another role.
+# each right after a hook of another role, or (at the end) of its own.
 my @hooks = (
 	[ 'alice', 'leave_state(jsonb)', '{}' ],
 	[ 'bob',   'observe(jsonb)', '{"label": "bob after alice", "after": "alice"}' ],
@@ -235,7 +237,11 @@ my @hooks = (
 	[ $superuser, 'leave_state(jsonb)', '{}' ],
 	[ 'alice', 'observe(jsonb)', qq({"label": "alice after the superuser", "after": "$superuser"}) ],
 	[ 'alice', 'leave_state(jsonb)', '{"fail": true}' ],
-	[ 'bob',   'observe(jsonb)', '{"label": "bob after alice failed", "after": "alice"}' ]);
+	[ 'bob',   'observe(jsonb)', '{"label": "bob after alice failed", "after": "alice"}' ],
+	[ 'bob',   'leave_state(jsonb)', '{}' ],
+	[ 'bob',   'observe(jsonb)', '{"label": "bob after bob", "after": "bob"}' ],
+	[ 'bob',   'leave_state(jsonb)', '{"fail": true}' ],
+	[ 'bob',   'observe(jsonb)', '{"label": "bob after bob failed", "after": "bob"}' ]);
 my $register = "BEGIN;\n";
 for my $hook (@hooks)
 {
@@ -252,11 +258,18 @@ $node->poll_query_until('postgres',
 	'SELECT NOT EXISTS (SELECT FROM choreograph.hooks WHERE next_attempt_at IS NOT NULL)')
   or die 'the hooks did not run';
 is( $node->safe_psql('postgres',
-		"SELECT string_agg(role::text || ': ' || left(last_error, 40), '; ') FROM choreograph.hooks"),
-	'alice: failing after leaving state',
-	'every hook ran, and only the one meant to fail failed');
-is($node->safe_psql('postgres', q{SELECT count(DISTINCT value) FROM seen WHERE kind = 'pid'}),
-	'1', 'all of them in the same worker session');
+		"SELECT string_agg(role::text || ': ' || left(last_error, 40), '; ' ORDER BY id) FROM choreograph.hooks"),
+	'alice: failing after leaving state; bob: failing after leaving state',
+	'every hook ran, and only the ones meant to fail failed');
+# the observing hooks' processes: one per role in a row, never shared
+is( $node->safe_psql('postgres', q{
+		SELECT count(*) FROM (SELECT value FROM seen WHERE kind = 'pid'
+		                       GROUP BY value HAVING count(DISTINCT split_part(label, ' ', 1)) > 1) s}),
+	'0', 'no worker process ran the hooks of two roles');
+is( $node->safe_psql('postgres', q{
+		SELECT count(DISTINCT value) FROM seen
+		 WHERE kind = 'pid' AND label IN ('bob after alice failed', 'bob after bob', 'bob after bob failed')}),
+	'1', "bob's hooks in a row ran in one process");
 
 # the first random() after setseed(0.5), in any session
 my $seeded_random =
@@ -286,8 +299,11 @@ my %fresh = (
 	'choreo_bag()'        => '(none)',
 	'choreo_errors()'     => '');
 for my $label ('bob after alice', 'alice after bob', 'superuser after alice',
-	'alice after the superuser', 'bob after alice failed')
+	'alice after the superuser', 'bob after alice failed', 'bob after bob',
+	'bob after bob failed')
 {
+	# a new process has no temporary schema; a reset one has it, empty
+	$fresh{'pg_temp.secret()'} = $label =~ /^bob after bob/ ? '42883' : '3F000';
 	# one line per kind, so that a failure shows everything that leaked
 	is( $node->safe_psql('postgres', qq{
 			SELECT string_agg(kind || ' = ' || value, E'\\n' ORDER BY kind)

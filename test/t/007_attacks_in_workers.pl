@@ -1,5 +1,6 @@
 # The attacks of issue 8 that crashed the server or made a plain role a
-# superuser, run where they did most harm: inside post-commit hooks, with
+# superuser (and one found in review: PL/pgSQL's cache of compiled
+# functions, which a session reset cannot clear), run where they did most harm: inside post-commit hooks, with
 # the hooks of a superuser and two plain roles interleaved in the one
 # worker (choreograph.max_workers = 1), so that each hook runs right after
 # another role's in the same worker session.  Each attack must fail with
@@ -26,14 +27,16 @@ $node->safe_psql('postgres', q{
 CREATE EXTENSION choreograph;
 CREATE ROLE alice;
 CREATE ROLE bob;
--- what every hook did, in order: the role it ran as, and whether that role
--- was a superuser when it ran
-CREATE TABLE seen (id serial, hook text, who text, super boolean);
+-- what every hook did, in order: the role it ran as, whether that role
+-- was a superuser when it ran, and what the session says of itself
+CREATE TABLE seen (id serial, hook text, who text, super boolean, session text);
 GRANT INSERT ON seen TO PUBLIC;
 GRANT USAGE ON seen_id_seq TO PUBLIC;
 CREATE FUNCTION note(p jsonb) RETURNS void LANGUAGE sql AS $$
-    INSERT INTO seen (hook, who, super)
-    SELECT p->>'hook', current_user, rolsuper FROM pg_roles WHERE rolname = current_user
+    INSERT INTO seen (hook, who, super, session)
+    SELECT p->>'hook', current_user, rolsuper,
+           session_user || ' is_superuser=' || current_setting('is_superuser')
+      FROM pg_roles WHERE rolname = current_user
 $$;
 
 -- 1. the superuser maintains alice's table, whose index expression tries
@@ -97,6 +100,40 @@ END $$;
 CREATE TRIGGER peek BEFORE INSERT ON alice_inbox FOR EACH ROW EXECUTE FUNCTION planted.peek();
 RESET ROLE;
 SELECT choreo_create_buffer('inbox', 'alice_inbox');
+-- 3. alice calls the superuser's hook function first, in the worker, with
+-- a schema of her own ahead of pg_catalog: PL/pgSQL compiles it once per
+-- process, so its "text" variable would be her domain, whose check makes
+-- her a superuser when the superuser's hook runs there
+CREATE SCHEMA ops;
+GRANT USAGE ON SCHEMA ops TO PUBLIC;
+CREATE TABLE ops.log (msg text);
+CREATE FUNCTION ops.su_hook(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    msg text;
+BEGIN
+    msg := p->>'m';
+    INSERT INTO ops.log VALUES (msg);
+END $$;
+SET ROLE alice;
+CREATE FUNCTION planted.pwn(v pg_catalog.text) RETURNS pg_catalog.bool LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'ALTER ROLE alice SUPERUSER';
+    END IF;
+    RETURN true;
+END $$;
+CREATE DOMAIN planted.text AS pg_catalog.text CHECK (planted.pwn(VALUE));
+CREATE FUNCTION planted.prime(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'planted, pg_catalog', true);
+    BEGIN
+        PERFORM ops.su_hook(NULL);
+    EXCEPTION WHEN OTHERS THEN
+        NULL;
+    END;
+END $$;
+RESET ROLE;
+
 CREATE FUNCTION fire_secrets(p jsonb) RETURNS void LANGUAGE sql AS $$
     SELECT choreo_fire_forget('inbox', jsonb_build_object('secret', 'bob''s secret', 'amount', g))
       FROM generate_series(1, 2000) AS g;
@@ -121,7 +158,10 @@ SELECT choreo_post_commit('note(jsonb)', '{"hook": "bob after firing"}');
 RESET ROLE;
 SET ROLE alice;
 SELECT choreo_post_commit('note(jsonb)', '{"hook": "alice after"}');
+SELECT choreo_post_commit('planted.prime(jsonb)');
 RESET ROLE;
+SELECT choreo_post_commit('ops.su_hook(jsonb)', '{"m": "the superuser''s hook"}');
+SELECT choreo_post_commit('note(jsonb)', '{"hook": "superuser at the end"}');
 COMMIT;
 });
 
@@ -146,9 +186,15 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM alice_inbox}), '0',
 	"nothing of bob's failed hook was written");
 is( $node->safe_psql('postgres', q{SELECT string_agg(hook || ':' || who || ':' || super, ', ' ORDER BY id) FROM seen}),
 	"alice before:alice:false, superuser after maintenance:$superuser:true, "
-
-	  . 'bob after firing:bob:false, alice after:alice:false',
+	  . 'bob after firing:bob:false, alice after:alice:false, '
+	  . "superuser at the end:$superuser:true",
 	'every other hook ran, in order, as its role');
+is($node->safe_psql('postgres', q{SELECT msg FROM ops.log}), "the superuser's hook",
+	"the superuser's hook ran with its own types");
+is( $node->safe_psql('postgres',
+		q{SELECT string_agg(DISTINCT who || ': ' || session, ', ') FROM seen}),
+	"alice: alice is_superuser=off, bob: bob is_superuser=off, $superuser: $superuser is_superuser=on",
+	'session_user and is_superuser tell the role a hook runs as');
 
 $node->stop;
 done_testing();
