@@ -68,8 +68,13 @@ typedef struct DueHook
 	uint64		group;			/* the registering transaction */
 } DueHook;
 
-/* set when the next hook is another role's: this process hands over */
-static bool restart_for_role = false;
+/*
+ * A session serves one role (worker_session.c): a hook of another role is
+ * left queued, and once the worker has run what it can of its own role's,
+ * at the end of its pass, it hands over to a fresh process.
+ */
+static bool skipping_for_role = false;	/* the hook just taken: not ours */
+static bool another_role_waits = false;
 
 /* Describes worker number index (from 0) */
 static void
@@ -101,13 +106,14 @@ WorkersRegister(void)
 
 /*
  * Ends this worker so that a new process, with a session no role has used
- * yet, runs the next hook (worker_session.c says why a session serves one
- * role).  The successor is started at once as a dynamic background worker
+ * yet, runs the hooks of other roles it left (worker_session.c says why a
+ * session serves one role).  The successor is started at once as a dynamic background worker
  * with the same number, and this one exits with status 0, which tells the
  * postmaster not to restart it; when no slot is free for the successor,
  * this one exits with status 1 and the postmaster restarts it a second
- * later.  The hook stays queued, and the successor's first look through
- * the outbox finds it, with whatever this one took from the commit queue.
+ * later.  The hooks left stay queued, and the successor's first look
+ * through the outbox finds them, with whatever this one took from the
+ * commit queue.
  */
 static void
 RestartForAnotherRole(int index)
@@ -412,8 +418,8 @@ RunNextHook(int index, uint64 txid)
 			CheckHookRunnable(id, callback, role);
 			if (!WorkerSessionServes(role))
 			{
-				/* rolled back below: the hook stays queued for the successor */
-				restart_for_role = true;
+				/* rolled back below: the hook stays queued */
+				skipping_for_role = true;
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("choreograph worker %d leaves post-commit hook %lld to a new session",
@@ -447,8 +453,16 @@ RunNextHook(int index, uint64 txid)
 		SetUserIdAndSecContext(worker_userid, worker_sec_context);
 	}
 	PG_END_TRY();
-	if (restart_for_role)
-		RestartForAnotherRole(index);
+	if (skipping_for_role)
+	{
+		/* nothing of the hook ran: the rest of its transaction waits too */
+		skipping_for_role = false;
+		another_role_waits = true;
+		FreeErrorData(edata);
+		WorkerSetRunning(index, 0);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		return false;
+	}
 
 	/* nothing the hook left in the session may reach the next one */
 	if (id != 0)
@@ -646,6 +660,8 @@ choreo_worker_main(Datum main_arg)
 			} while (retry_scheduled);
 			next_look = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sleep_ms);
 		}
+		if (another_role_waits)
+			RestartForAnotherRole(index);
 		if (ntxids > 0)
 			continue;			/* the queue may hold more */
 
