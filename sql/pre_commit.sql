@@ -153,6 +153,22 @@ COMMIT;
 SELECT entry, who FROM hook_log ORDER BY id;
 TRUNCATE hook_log;
 
+-- keys are each role's own: another role's code in the transaction (here
+-- a SECURITY DEFINER function) taking a key first does not make this
+-- role's registration with the same key a no-op
+CREATE FUNCTION hooker_audits() RETURNS void LANGUAGE sql SECURITY DEFINER AS $$
+    SELECT choreo_pre_commit('log_hook(jsonb)', '{"entry": "the hooker''s audit"}', key => 'audit')
+$$;
+ALTER FUNCTION hooker_audits() OWNER TO regress_choreo_hooker;
+BEGIN;
+SELECT hooker_audits();
+SELECT choreo_pre_commit('log_hook(jsonb)', '{"entry": "the superuser''s audit"}', key => 'audit');
+SELECT choreo_pre_commit('log_hook(jsonb)', '{"entry": "the superuser''s audit again"}', key => 'audit');
+COMMIT;
+SELECT entry, who FROM hook_log ORDER BY id;
+TRUNCATE hook_log;
+DROP FUNCTION hooker_audits();
+
 -- and they may not change role
 CREATE FUNCTION change_role() RETURNS void LANGUAGE sql AS $$ SET ROLE postgres $$;
 BEGIN;

@@ -35,9 +35,11 @@
 /* The keys used so far in this transaction, savepoint-exact */
 typedef struct TransactionKeys
 {
-	HTAB	   *hash;			/* of const char * */
+	HTAB	   *hash;			/* of const char *: "role/key" */
 	List	   *entries;		/* of KeyEntry, in registration order */
 	const char *last;			/* the key added or found last: a fast path */
+	const char *last_text;		/* its text after the role */
+	Oid			last_role;
 } TransactionKeys;
 
 typedef struct KeyEntry
@@ -66,7 +68,10 @@ static TransactionKeys post_commit_keys;
 static SPIPlanPtr outbox_insert = NULL;
 
 /*
- * Adds a key; returns false when the transaction already has it.  A loop
+ * Adds a key of the current role; returns false when the transaction
+ * already has it.  Keys are the registering role's own: another role's
+ * code (a SECURITY DEFINER function the transaction calls) registering the
+ * same key must not make this role's registration a no-op.  A loop
  * registering with one key (the common case) compares it with the last key
  * and allocates nothing.
  */
@@ -75,18 +80,19 @@ TransactionKeysAdd(TransactionKeys *keys, text *key_text)
 {
 	const char *data = VARDATA_ANY(key_text);
 	int			len = VARSIZE_ANY_EXHDR(key_text);
+	Oid			role = GetUserId();
 	MemoryContext old;
 	KeyEntry   *entry;
 	bool		found;
 	char	   *copy;
 	char	   *key;
 
-	if (keys->last != NULL && strncmp(keys->last, data, len) == 0 &&
-		keys->last[len] == '\0')
+	if (keys->last != NULL && keys->last_role == role &&
+		strncmp(keys->last_text, data, len) == 0 && keys->last_text[len] == '\0')
 		return false;
 
 	old = MemoryContextSwitchTo(TopTransactionContext);
-	key = pnstrdup(data, len);
+	key = psprintf("%u/%.*s", role, len, data);
 
 	if (keys->hash == NULL)
 		keys->hash = StringPointerHashCreate("choreograph hook keys", 64, sizeof(char *),
@@ -95,6 +101,8 @@ TransactionKeysAdd(TransactionKeys *keys, text *key_text)
 	if (found)
 	{
 		keys->last = *(char **) entry;
+		keys->last_text = strchr(keys->last, '/') + 1;
+		keys->last_role = role;
 		pfree(key);
 		MemoryContextSwitchTo(old);
 		return false;
@@ -107,6 +115,8 @@ TransactionKeysAdd(TransactionKeys *keys, text *key_text)
 	keys->entries = lappend(keys->entries, entry);
 	*(char **) hash_search(keys->hash, &copy, HASH_ENTER, NULL) = copy;
 	keys->last = copy;
+	keys->last_text = strchr(copy, '/') + 1;
+	keys->last_role = role;
 	MemoryContextSwitchTo(old);
 	return true;
 }

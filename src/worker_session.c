@@ -102,12 +102,19 @@ ResetSession(void)
 
 	/*
 	 * random()'s seed: setseed() in one hook would make the next hook's
-	 * random() predictable.  DISCARD ALL leaves it, but a new session seeds
-	 * it from a strong source; the worker's own generator, which no SQL can
-	 * seed, stands in for that here.
+	 * random() predictable.  DISCARD ALL leaves it; a new session seeds it
+	 * from a strong source, and so does this (not from the process's own
+	 * generator, whose state a hook could work out from what it draws; that
+	 * is only the fallback should the strong source fail).
 	 */
-	(void) DirectFunctionCall1(setseed,
-							   Float8GetDatum(pg_prng_double(&pg_global_prng_state) * 2.0 - 1.0));
+	{
+		uint64		seed;
+
+		if (!pg_strong_random(&seed, sizeof(seed)))
+			seed = pg_prng_uint64(&pg_global_prng_state);
+		(void) DirectFunctionCall1(setseed,
+								   Float8GetDatum((double) (seed >> 11) / (double) (UINT64CONST(1) << 53) * 2.0 - 1.0));
+	}
 
 	/*
 	 * Settings (RESET ALL).  A hook's own SETs, set_config(..., false)
