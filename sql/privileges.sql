@@ -5,6 +5,9 @@ CREATE ROLE regress_choreo_alice NOLOGIN;
 CREATE ROLE regress_choreo_bob NOLOGIN;
 CREATE ROLE regress_choreo_team NOLOGIN;
 GRANT regress_choreo_team TO regress_choreo_bob;
+-- pipelines belong to schemas, and creating one needs CREATE on its schema
+-- (namespaces.sql has the details): these roles may create in public
+GRANT CREATE ON SCHEMA public TO regress_choreo_alice, regress_choreo_bob, regress_choreo_team;
 
 CREATE FUNCTION whoami() RETURNS text LANGUAGE sql AS $$ SELECT current_user::text $$;
 CREATE TABLE secrets (v text);
@@ -94,7 +97,8 @@ SET search_path = trap, pg_catalog, public;
 SELECT 'x'::text = 'x'::text AS planted_operator_works, count(*) AS calls FROM trap_log;
 TRUNCATE trap_log;
 SET ROLE regress_choreo_bob;
-SELECT choreo_add_step('bob_flow', 'who', 'whoami()');
+-- (qualified: trap, first in search_path, is where it would be created)
+SELECT choreo_add_step('public.bob_flow', 'who', 'whoami()');
 SELECT choreo_add_step('bob_flow', 'again', 'whoami()', NULL, 1);
 SELECT choreo_run('bob_flow')->'bag';
 SELECT choreo_remove_step('bob_flow', 'again');
@@ -109,6 +113,7 @@ DROP TABLE trap_log;
 SET ROLE regress_choreo_alice;
 SELECT choreo_add_step('orphan', 'who', 'whoami()');
 RESET ROLE;
+REVOKE CREATE ON SCHEMA public FROM regress_choreo_alice;
 DROP ROLE regress_choreo_alice;
 SET ROLE regress_choreo_bob;
 SELECT err($$SELECT choreo_drop_pipeline('orphan')$$);
@@ -118,4 +123,5 @@ SELECT choreo_drop_pipeline('orphan');
 -- clean up
 SELECT choreo_drop_pipeline(name) FROM choreograph.pipelines ORDER BY name;
 DROP FUNCTION private_job();
+REVOKE CREATE ON SCHEMA public FROM regress_choreo_bob, regress_choreo_team;
 DROP ROLE regress_choreo_bob, regress_choreo_team;

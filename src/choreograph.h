@@ -78,7 +78,8 @@ typedef struct PipelineStep
  */
 typedef struct Pipeline
 {
-	char	   *name;
+	char	   *name;			/* its name in its schema */
+	Oid			namespace;
 	MemoryContext cxt;
 	int			nsteps;
 	PipelineStep *steps;
@@ -105,6 +106,50 @@ extern void PipelineCacheReset(void);
 /* util.c */
 extern Oid	ChoreoRelationOid(const char *relname, bool missing_ok);
 extern char *NameArgument(FunctionCallInfo fcinfo, int argno, const char *what);
+
+/* names.c: names of pipelines and buffers, which belong to schemas */
+typedef struct DefinitionKind
+{
+	const char *noun;			/* "pipeline", "buffer": for messages */
+	const char *table;			/* its table in CHOREO_SCHEMA */
+} DefinitionKind;
+
+extern const DefinitionKind PipelineKind;
+extern const DefinitionKind BufferKind;
+
+/* A definition's identity: its schema and its name in it (a hash key) */
+typedef struct DefinitionId
+{
+	Oid			namespace;
+	NameData	name;
+} DefinitionId;
+
+/* A name as written, parsed */
+typedef struct DefinitionName
+{
+	List	   *names;			/* of String, as stringToQualifiedNameList */
+	char	   *schema;			/* NULL when unqualified */
+	char	   *name;
+	char	   *display;		/* schema.name or name, for messages */
+} DefinitionName;
+
+typedef struct NameCache NameCache;
+
+extern void NamesInit(void);
+extern void ParseDefinitionName(const DefinitionKind *kind, const char *written,
+								DefinitionName *out);
+extern Oid *DefinitionSearchPath(const DefinitionName *name, int *count);
+extern bool FindDefinition(const DefinitionKind *kind, const DefinitionName *name,
+						   DefinitionId *id);
+extern void DefinitionCreationId(const DefinitionKind *kind, const DefinitionName *name,
+								 DefinitionId *id);
+extern bool FindOrChooseDefinition(const DefinitionKind *kind, const DefinitionName *name,
+								   DefinitionId *id);
+extern void DefinitionNotFound(const DefinitionKind *kind,
+							   const DefinitionName *name) pg_attribute_noreturn();
+extern NameCache *NameCacheCreate(const DefinitionKind *kind, MemoryContext parent);
+extern void NameCacheReset(NameCache *cache);
+extern const DefinitionId *NameCacheResolve(NameCache *cache, const char *written, int len);
 
 /* What BeginExtensionWrite changed, for EndExtensionWrite to undo */
 typedef struct ExtensionWrite
@@ -316,7 +361,7 @@ extern void CallHookFunction(Oid callback, Jsonb *payload, Oid userid);
 /* buffer_catalog.c: buffer definitions */
 typedef struct BufferDef
 {
-	char	   *name;
+	DefinitionId id;
 	Oid			target;
 	int			max_batch;
 	Oid			owner;
@@ -324,12 +369,14 @@ typedef struct BufferDef
 
 extern void BufferCacheInit(void);
 extern void BufferLookup(const char *name, BufferDef *def);
+extern void BufferLookupId(const DefinitionId *id, BufferDef *def);
+extern const DefinitionId *BufferResolve(const char *written, int len);
 extern uint64 BufferDefinitionsGeneration(void);
 
 /* buffer.c: batched buffers */
 typedef struct PendingBuffer PendingBuffer;
 
-extern PendingBuffer *PendingBufferFor(const char *name);
+extern PendingBuffer *PendingBufferFor(const char *written, int len);
 extern int	PendingBufferColumn(PendingBuffer *buffer, const char *column);
 extern void BufferFireJsonb(PendingBuffer *buffer, int column, Jsonb *document);
 extern bool BuffersPending(void);

@@ -32,11 +32,12 @@
 
 typedef struct PipelineCacheEntry
 {
-	const char *name;			/* hash key: points to pipeline->name */
+	DefinitionId id;			/* hash key */
 	Pipeline   *pipeline;
 } PipelineCacheEntry;
 
 static HTAB *pipeline_cache = NULL;
+static NameCache *pipeline_names = NULL;	/* names as written, resolved */
 static MemoryContext pipeline_cache_cxt = NULL;
 
 /* the definition tables, as known when definitions were last loaded */
@@ -68,13 +69,15 @@ PipelineCacheReset(void)
 	invalidation_count++;
 	if (pipeline_cache == NULL)
 		return;
+	/* a pipeline created or dropped may change what a name refers to */
+	NameCacheReset(pipeline_names);
 
 	hash_seq_init(&status, pipeline_cache);
 	while ((entry = hash_seq_search(&status)) != NULL)
 	{
 		Pipeline   *pipeline = entry->pipeline;
 
-		hash_search(pipeline_cache, &entry->name, HASH_REMOVE, NULL);
+		hash_search(pipeline_cache, &entry->id, HASH_REMOVE, NULL);
 		PipelineDiscard(pipeline);
 	}
 }
@@ -125,7 +128,7 @@ FunctionChanged(Datum arg, int cacheid, uint32 hashvalue)
 			if (FunctionMatchesHash(step->precheck, hashvalue) ||
 				FunctionMatchesHash(&step->job, hashvalue))
 			{
-				hash_search(pipeline_cache, &entry->name, HASH_REMOVE, NULL);
+				hash_search(pipeline_cache, &entry->id, HASH_REMOVE, NULL);
 				PipelineDiscard(pipeline);
 				break;
 			}
@@ -147,8 +150,16 @@ PipelineCacheInit(void)
 	pipeline_cache_cxt = AllocSetContextCreate(TopMemoryContext,
 											   "choreograph pipeline cache",
 											   ALLOCSET_DEFAULT_SIZES);
-	pipeline_cache = StringPointerHashCreate("choreograph pipeline cache", 64,
-											 sizeof(PipelineCacheEntry), pipeline_cache_cxt);
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(DefinitionId);
+		ctl.entrysize = sizeof(PipelineCacheEntry);
+		ctl.hcxt = pipeline_cache_cxt;
+		pipeline_cache = hash_create("choreograph pipeline cache", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	pipeline_names = NameCacheCreate(&PipelineKind, pipeline_cache_cxt);
 
 	CacheRegisterRelcacheCallback(DefinitionsChanged, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, FunctionChanged, (Datum) 0);
@@ -199,20 +210,23 @@ CompareStepKeys(const void *a, const void *b, void *arg)
  * half-way leaves nothing behind; the caller adopts it on success.
  */
 static Pipeline *
-LoadPipeline(const char *name)
+LoadPipeline(const DefinitionId *id)
 {
 	static const char *query =
 		"SELECT s.step, s.precheck::pg_catalog.oid, s.job::pg_catalog.oid"
 		"  FROM " CHOREO_SCHEMA ".pipelines p"
 		"  LEFT JOIN " CHOREO_SCHEMA ".steps s"
-		"    ON s.pipeline OPERATOR(pg_catalog.=) p.name"
-		" WHERE p.name OPERATOR(pg_catalog.=) $1"
+		"    ON s.namespace OPERATOR(pg_catalog.=) p.namespace"
+		"   AND s.pipeline OPERATOR(pg_catalog.=) p.name"
+		" WHERE p.namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+		"   AND p.name OPERATOR(pg_catalog.=) $2"
 		" ORDER BY s.position";
+	const char *name = NameStr(id->name);
 	MemoryContext cxt;
 	MemoryContext old;
 	Pipeline   *pipeline;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
 	int			rc;
 	uint64		nrows;
 
@@ -221,12 +235,14 @@ LoadPipeline(const char *name)
 	pipeline = MemoryContextAllocZero(cxt, sizeof(Pipeline));
 	pipeline->cxt = cxt;
 	pipeline->name = MemoryContextStrdup(cxt, name);
+	pipeline->namespace = id->namespace;
 	MemoryContextSetIdentifier(cxt, pipeline->name);
 
-	args[0] = CStringGetTextDatum(name);
+	args[0] = ObjectIdGetDatum(id->namespace);
+	args[1] = CStringGetTextDatum(name);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_with_args(query, 1, argtypes, args, NULL, false, 0);
+	rc = SPI_execute_with_args(query, 2, argtypes, args, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read the definition of pipeline \"%s\": %s",
 			 name, SPI_result_code_string(rc));
@@ -279,16 +295,20 @@ LoadPipeline(const char *name)
 }
 
 /*
- * Returns the named pipeline, loading it on first use, pinned for the
- * caller, who must PipelineRelease it (also on error).
+ * Returns the pipeline a name (as written) refers to for the current role
+ * and search path, loading it on first use, pinned for the caller, who
+ * must PipelineRelease it (also on error).
  */
 Pipeline *
 PipelineAcquire(const char *name)
 {
 	PipelineCacheEntry *entry;
 	Pipeline   *pipeline;
+	DefinitionId id;
 
-	entry = hash_search(pipeline_cache, &name, HASH_FIND, NULL);
+	/* copied: resolving the name again (invalidations) may move it */
+	id = *NameCacheResolve(pipeline_names, name, strlen(name));
+	entry = hash_search(pipeline_cache, &id, HASH_FIND, NULL);
 	if (entry != NULL)
 		pipeline = entry->pipeline;
 	else
@@ -301,15 +321,14 @@ PipelineAcquire(const char *name)
 		{
 			uint64		before = invalidation_count;
 
-			pipeline = LoadPipeline(name);
+			pipeline = LoadPipeline(&id);
 			if (invalidation_count == before)
 				break;
 			MemoryContextDelete(pipeline->cxt);
 			CHECK_FOR_INTERRUPTS();
 		}
 		MemoryContextSetParent(pipeline->cxt, pipeline_cache_cxt);
-		entry = hash_search(pipeline_cache, &pipeline->name, HASH_ENTER, NULL);
-		entry->name = pipeline->name;
+		entry = hash_search(pipeline_cache, &id, HASH_ENTER, NULL);
 		entry->pipeline = pipeline;
 	}
 	pipeline->pins++;
