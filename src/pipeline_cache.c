@@ -11,6 +11,10 @@
  * commits, and undoes on rollback.  Changes to a function a step uses
  * arrive as pg_proc syscache invalidations; role changes as pg_authid and
  * pg_auth_members ones, which only force the EXECUTE checks to be redone.
+ *
+ * Pipelines are cached by identity (schema, name); the name a run is given
+ * is resolved to one through names.c's cache, which checks on every call
+ * that the search path and role it was resolved for still hold.
  */
 #include "postgres.h"
 
