@@ -16,6 +16,7 @@ OBJS = \
 	src/json_to_column.o \
 	src/names.o \
 	src/pipeline_cache.o \
+	src/row_guard.o \
 	src/run.o \
 	src/run_state.o \
 	src/schema_drop.o \

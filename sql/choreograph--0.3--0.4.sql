@@ -110,3 +110,58 @@ BEGIN
         END IF;
     END LOOP;
 END $$;
+
+-- ---------------------------------------------------------------------------
+-- Dump and restore by a database owner (issue 8, item 7)
+--
+-- pg_restore writes the extension's configuration tables with COPY, as the
+-- restoring role.  Any role may now insert into them, and a row trigger lets
+-- through only what the role could have written through the functions: a
+-- row of a role whose privileges it does not have (a definition's owner, a
+-- hook's role) or a definition in a schema where it may not create is
+-- skipped, with a warning at the end of the statement; the rest is checked
+-- as the functions check it.  Superusers and the tables' owner are not
+-- checked (row_guard.c says why this is not row-level security).
+GRANT INSERT ON choreograph.pipelines, choreograph.steps, choreograph.buffers,
+                choreograph.hooks TO PUBLIC;
+CREATE FUNCTION choreograph.choreo_guard_row() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'choreo_guard_row' LANGUAGE C;
+CREATE FUNCTION choreograph.choreo_guard_statement() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'choreo_guard_statement' LANGUAGE C;
+REVOKE ALL ON FUNCTION choreograph.choreo_guard_row(),
+                       choreograph.choreo_guard_statement() FROM PUBLIC;
+CREATE TRIGGER guard BEFORE INSERT ON choreograph.pipelines
+    FOR EACH ROW EXECUTE FUNCTION choreograph.choreo_guard_row('pipelines');
+CREATE TRIGGER guard BEFORE INSERT ON choreograph.steps
+    FOR EACH ROW EXECUTE FUNCTION choreograph.choreo_guard_row('steps');
+CREATE TRIGGER guard BEFORE INSERT ON choreograph.buffers
+    FOR EACH ROW EXECUTE FUNCTION choreograph.choreo_guard_row('buffers');
+CREATE TRIGGER guard BEFORE INSERT ON choreograph.hooks
+    FOR EACH ROW EXECUTE FUNCTION choreograph.choreo_guard_row('hooks');
+CREATE TRIGGER guard_begin BEFORE INSERT ON choreograph.pipelines
+    FOR EACH STATEMENT EXECUTE FUNCTION choreograph.choreo_guard_statement();
+CREATE TRIGGER guard_begin BEFORE INSERT ON choreograph.steps
+    FOR EACH STATEMENT EXECUTE FUNCTION choreograph.choreo_guard_statement();
+CREATE TRIGGER guard_begin BEFORE INSERT ON choreograph.buffers
+    FOR EACH STATEMENT EXECUTE FUNCTION choreograph.choreo_guard_statement();
+CREATE TRIGGER guard_begin BEFORE INSERT ON choreograph.hooks
+    FOR EACH STATEMENT EXECUTE FUNCTION choreograph.choreo_guard_statement();
+CREATE TRIGGER guard_end AFTER INSERT ON choreograph.pipelines
+    FOR EACH STATEMENT EXECUTE FUNCTION choreograph.choreo_guard_statement();
+CREATE TRIGGER guard_end AFTER INSERT ON choreograph.steps
+    FOR EACH STATEMENT EXECUTE FUNCTION choreograph.choreo_guard_statement();
+CREATE TRIGGER guard_end AFTER INSERT ON choreograph.buffers
+    FOR EACH STATEMENT EXECUTE FUNCTION choreograph.choreo_guard_statement();
+CREATE TRIGGER guard_end AFTER INSERT ON choreograph.hooks
+    FOR EACH STATEMENT EXECUTE FUNCTION choreograph.choreo_guard_statement();
+
+-- pg_dump reads the outbox's sequence, a restore sets it: the database
+-- owner may do both.  (The outbox itself holds other roles' payloads, which
+-- only a superuser may read: a database owner dumps with
+-- --exclude-table-data=choreograph.hooks.)
+GRANT SELECT, UPDATE ON SEQUENCE choreograph.hooks_id_seq TO pg_database_owner;
+
+-- No comment on the extension: a restore by anyone but a superuser fails
+-- at COMMENT ON EXTENSION (only the extension's owner may comment it),
+-- which stops pg_restore --exit-on-error before any data
+COMMENT ON EXTENSION choreograph IS NULL;

@@ -31,7 +31,8 @@ SELECT pipeline, step FROM choreo_steps WHERE pipeline = 'alice_flow';
 SELECT err($$SELECT choreo_add_step('alice_flow', 'mine', 'whoami()')$$);
 SELECT err($$SELECT choreo_remove_step('alice_flow', 'who')$$);
 SELECT err($$SELECT choreo_drop_pipeline('alice_flow')$$);
-SELECT err($$INSERT INTO choreograph.steps VALUES ('alice_flow', 2, 'mine', NULL, 'whoami()')$$);
+SELECT err($$INSERT INTO choreograph.steps (namespace, pipeline, position, step, job)
+              VALUES ('public', 'alice_flow', 2, 'mine', 'read_secret()')$$);
 SELECT err($$UPDATE choreograph.steps SET job = 'read_secret()'$$);
 SELECT err($$DELETE FROM choreograph.pipelines$$);
 SELECT err($$TRUNCATE choreograph.steps$$);
@@ -48,6 +49,38 @@ RESET ROLE;
 SELECT choreo_add_step('alice_flow', 'by_admin', 'whoami()');
 SELECT pipeline, position, step FROM choreo_steps
  WHERE pipeline IN ('alice_flow', 'team_flow') ORDER BY 1, 2;
+
+-- rows written directly, as pg_restore writes them: a role writes only its
+-- own pipelines, in schemas where it may create, and steps of its own
+-- pipelines; the other rows are skipped, with a warning, and what it may
+-- write is checked as choreo_add_step checks it
+CREATE SCHEMA no_create;
+GRANT USAGE ON SCHEMA no_create TO PUBLIC;
+CREATE FUNCTION priv_two_args(a int, b int) RETURNS int LANGUAGE sql AS $$ SELECT a + b $$;
+SET ROLE regress_choreo_bob;
+INSERT INTO choreograph.pipelines (namespace, name, owner)
+VALUES ('public', 'bob_direct', 'regress_choreo_bob'),
+       ('public', 'planted', 'regress_choreo_alice'),
+       ('no_create', 'bob_elsewhere', 'regress_choreo_bob');
+INSERT INTO choreograph.steps (namespace, pipeline, position, step, job)
+VALUES ('public', 'bob_direct', 1, 'who', 'whoami()'),
+       ('public', 'planted', 1, 'steal', 'read_secret()'),
+       ('public', 'alice_flow', 3, 'steal', 'read_secret()');
+SELECT err($$INSERT INTO choreograph.steps (namespace, pipeline, position, step, job)
+              VALUES ('public', 'bob_direct', 2, 'bad', 'priv_two_args(int, int)')$$);
+SELECT choreo_run('bob_direct')->'bag';
+INSERT INTO choreograph.buffers (namespace, name, target, max_batch, owner)
+VALUES ('public', 'planted', 'secrets', 10, 'regress_choreo_alice');
+SELECT err($$INSERT INTO choreograph.buffers (namespace, name, target, max_batch, owner)
+              VALUES ('public', 'bob_buffer', 'choreo_steps', 10, 'regress_choreo_bob')$$);
+RESET ROLE;
+SELECT schema, pipeline, position, step, job FROM choreo_steps
+ WHERE pipeline IN ('bob_direct', 'planted', 'alice_flow', 'bob_elsewhere') ORDER BY 1, 2, 3;
+SELECT count(*) AS planted FROM choreograph.pipelines WHERE name IN ('planted', 'bob_elsewhere');
+SELECT count(*) AS planted FROM choreograph.buffers;
+SELECT choreo_drop_pipeline('bob_direct');
+DROP SCHEMA no_create;
+DROP FUNCTION priv_two_args(int, int);
 
 -- steps run with the caller's privileges: table rights
 SELECT choreo_add_step('secret_flow', 'read', 'read_secret()');

@@ -20,7 +20,7 @@ SELECT choreo_fire_forget('upgraded', '{"kind": "after upgrade"}');
 SELECT kind FROM upgraded_events;
 -- the 0.2 objects exist, with their grants
 SELECT has_table_privilege('public', 'choreo_hooks', 'SELECT') AS hooks_view_readable,
-       has_table_privilege('public', 'choreograph.hooks', 'INSERT') AS outbox_writable;
+       has_table_privilege('public', 'choreograph.hooks', 'SELECT') AS outbox_readable;
 -- and the 0.3 ones: the SQLSTATE beside the last error, choreo_discard_hook
 SELECT attname FROM pg_attribute
  WHERE attrelid = 'choreo_hooks'::regclass AND attnum > 0 ORDER BY attnum;

@@ -211,31 +211,15 @@ LockOwnedBuffer(ExtensionWrite *write, const DefinitionName *name, const Definit
 				 errmsg("must be owner of buffer \"%s\"", name->display)));
 }
 
-PG_FUNCTION_INFO_V1(choreo_create_buffer);
-
-/* Defines a buffer writing into a table, owned by the caller */
-Datum
-choreo_create_buffer(PG_FUNCTION_ARGS)
+/*
+ * Checks that a buffer can write into a table: a plain or partitioned
+ * table, not a temporary one.
+ */
+void
+ValidateBufferTarget(const char *name, Oid target)
 {
-	char	   *written = NameArgument(fcinfo, 0, "buffer");
-	DefinitionName parsed;
-	DefinitionId id;
-	const char *name;
-	Oid			target;
-	int32		max_batch;
-	char		relkind;
-	ExtensionWrite write;
-	Oid			argtypes[5] = {OIDOID, TEXTOID, OIDOID, INT4OID, OIDOID};
-	Datum		args[5];
+	char		relkind = get_rel_relkind(target);
 
-	ParseDefinitionName(&BufferKind, written, &parsed);
-	name = parsed.display;
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("target table of buffer \"%s\" must not be null", name)));
-	target = PG_GETARG_OID(1);
-	relkind = get_rel_relkind(target);
 	if (relkind == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -251,6 +235,32 @@ choreo_create_buffer(PG_FUNCTION_ARGS)
 				 errmsg("buffer \"%s\" cannot write into temporary table \"%s\"",
 						name, get_rel_name(target)),
 				 errdetail("A buffer is defined for every session and outlives this one; a temporary table does not.")));
+}
+
+PG_FUNCTION_INFO_V1(choreo_create_buffer);
+
+/* Defines a buffer writing into a table, owned by the caller */
+Datum
+choreo_create_buffer(PG_FUNCTION_ARGS)
+{
+	char	   *written = NameArgument(fcinfo, 0, "buffer");
+	DefinitionName parsed;
+	DefinitionId id;
+	const char *name;
+	Oid			target;
+	int32		max_batch;
+	ExtensionWrite write;
+	Oid			argtypes[5] = {OIDOID, TEXTOID, OIDOID, INT4OID, OIDOID};
+	Datum		args[5];
+
+	ParseDefinitionName(&BufferKind, written, &parsed);
+	name = parsed.display;
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("target table of buffer \"%s\" must not be null", name)));
+	target = PG_GETARG_OID(1);
+	ValidateBufferTarget(name, target);
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -37,7 +37,7 @@
  * Checks that a function can serve as a step's precheck or job: a plain
  * function, not returning a set, taking zero or one argument of a real type.
  */
-static void
+void
 ValidateStepFunction(Oid function, const char *role, const char *pipeline,
 					 const char *step)
 {

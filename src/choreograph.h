@@ -103,6 +103,10 @@ extern void PipelineCheckStillCallable(Pipeline *pipeline, int stepno,
 									   StepFunction *function, const char *role);
 extern void PipelineCacheReset(void);
 
+/* catalog.c */
+extern void ValidateStepFunction(Oid function, const char *role, const char *pipeline,
+								 const char *step);
+
 /* util.c */
 extern Oid	ChoreoRelationOid(const char *relname, bool missing_ok);
 extern char *NameArgument(FunctionCallInfo fcinfo, int argno, const char *what);
@@ -368,6 +372,7 @@ typedef struct BufferDef
 } BufferDef;
 
 extern void BufferCacheInit(void);
+extern void ValidateBufferTarget(const char *name, Oid target);
 extern void BufferLookup(const char *name, BufferDef *def);
 extern void BufferLookupId(const DefinitionId *id, BufferDef *def);
 extern const DefinitionId *BufferResolve(const char *written, int len);
