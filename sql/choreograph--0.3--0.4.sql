@@ -44,12 +44,15 @@ ALTER TABLE choreograph.buffers DROP CONSTRAINT buffers_pkey,
                                 ADD PRIMARY KEY (namespace, name);
 
 -- the views get the schema as their last column: CREATE OR REPLACE keeps
--- views built on them and their grants
-CREATE OR REPLACE VIEW choreo_steps AS
+-- views built on them and their grants.  It also sets the views' options
+-- to those it names, so it names security_barrier, which this version gives
+-- every view over other roles' rows (whichever runs first of this and the
+-- ALTER VIEW that sets it)
+CREATE OR REPLACE VIEW choreo_steps WITH (security_barrier = true) AS
     SELECT pipeline, position, step, precheck, job, namespace AS schema
       FROM choreograph.steps
      ORDER BY namespace::pg_catalog.text, pipeline, position;
-CREATE OR REPLACE VIEW choreo_buffers AS
+CREATE OR REPLACE VIEW choreo_buffers WITH (security_barrier = true) AS
     SELECT name, target, max_batch, owner, namespace AS schema
       FROM choreograph.buffers
      ORDER BY namespace::pg_catalog.text, name;
