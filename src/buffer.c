@@ -1143,7 +1143,7 @@ choreo_flush(PG_FUNCTION_ARGS)
 	path = DefinitionSearchPath(&name, &npath);
 	best = npath;
 	if (FindDefinition(&BufferKind, &name, &id))
-		for (best = 0; path[best] != id.namespace; best++)
+		for (best = 0; best < npath && path[best] != id.namespace; best++)
 			;
 	for (int i = 0; i < list_length(pending_order); i++)
 	{

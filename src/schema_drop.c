@@ -51,9 +51,10 @@ CheckSchemaEmpty(const char *schema, Oid namespace)
 	Datum		args[1] = {ObjectIdGetDatum(namespace)};
 	StringInfoData detail;
 	uint64		count;
+	ExtensionWrite write;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	/* as the tables' owner: whoever drops a schema may see what is in it */
+	BeginExtensionWrite(&write, true);
 	if (SPI_execute_with_args("SELECT kind, pg_catalog.quote_ident(name) FROM ("
 							  "  SELECT 'pipeline' AS kind, name FROM " CHOREO_SCHEMA ".pipelines"
 							  "   WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
@@ -66,7 +67,7 @@ CheckSchemaEmpty(const char *schema, Oid namespace)
 	count = SPI_processed;
 	if (count == 0)
 	{
-		SPI_finish();
+		EndExtensionWrite(&write);
 		return;
 	}
 
