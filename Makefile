@@ -24,13 +24,14 @@ OBJS = \
 	src/transaction.o \
 	src/trigger.o \
 	src/util.o \
-	src/worker.o
+	src/worker.o \
+	src/worker_session.o
 
 DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0.2--0.3.sql sql/choreograph--0.3--0.4.sql
 PGFILEDESC = "choreograph - transactional orchestration"
 
 # pg_regress files, one per feature, in the order they run
-REGRESS = init definition run bag input trigger errors privileges namespaces dump pre_commit buffer buffer_write buffer_types capture post_commit upgrade
+REGRESS = init definition run bag input trigger errors privileges namespaces dump pre_commit buffer buffer_write buffer_types capture security_restricted leaks post_commit upgrade
 REGRESS_OPTS = --inputdir=.
 
 # Multi-session behaviour, checked by PostgreSQL's isolation tester

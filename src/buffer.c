@@ -1055,6 +1055,7 @@ choreo_fire_forget(PG_FUNCTION_ARGS)
 {
 	PendingBuffer *buffer = NULL;
 
+	PreventInSecurityRestrictedOperation("fire into a buffer");
 	/* firing in a loop names the same buffer again and again */
 	if (last_fired != NULL && !PG_ARGISNULL(0))
 	{
@@ -1100,6 +1101,7 @@ choreo_fire_and_wait(PG_FUNCTION_ARGS)
 	MemoryContext old;
 	Datum		row;
 
+	PreventInSecurityRestrictedOperation("fire into a buffer");
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -5,9 +5,12 @@
  *		else with a planned
  *
  *     INSERT INTO target AS choreo_target (named columns)
- *         SELECT * FROM choreograph.choreo_buffer_rows() AS r(their types)
+ *         SELECT * FROM choreograph.choreo_buffer_rows($2) AS r(their types)
  *
- *		where choreo_buffer_rows() returns the items being written.  Either
+ *		where choreo_buffer_rows() returns the items being written, to the
+ *		INSERT that passes it the write's random key and names the items'
+ *		own types: nothing else can read them, nor read them as other
+ *		types (user code runs during the write: triggers, defaults).  Either
  *		way the write happens as the role that fired the items, and
  *		triggers, constraints, rules, row-level security and privileges
  *		apply as to a plain INSERT.
@@ -60,6 +63,7 @@ static HTAB *insert_plans = NULL;	/* in TopMemoryContext */
 /* the items the INSERT being executed reads, through choreo_buffer_rows() */
 static BufferItem **writing_items = NULL;
 static int	writing_count = 0;
+static int64 writing_key = 0;	/* random, per write: its INSERT's $2 */
 
 /* Marks the insert plans of a table (or all) to be prepared again */
 void
@@ -156,7 +160,7 @@ InsertQuery(PendingBuffer *buffer, ColumnSet *set, const char *table, bool retur
 			appendStringInfo(&query, "%s%s", i > 0 ? ", " : "",
 							 quote_identifier(NameStr(TupleDescAttr(desc, attnum - 1)->attname)));
 		}
-		appendStringInfoString(&query, ") SELECT * FROM " CHOREO_SCHEMA ".choreo_buffer_rows() AS r(");
+		appendStringInfoString(&query, ") SELECT * FROM " CHOREO_SCHEMA ".choreo_buffer_rows($2) AS r(");
 		for (int i = 0; i < set->ncolumns; i++)
 			appendStringInfo(&query, "%sc%d %s", i > 0 ? ", " : "", i + 1,
 							 format_type_extended(set->direct.types[i], set->direct.typmods[i],
@@ -181,7 +185,7 @@ InsertPlanFor(PendingBuffer *buffer, ColumnSet *set, bool returning)
 	InsertPlan *entry;
 	bool		found;
 	char	   *query;
-	Oid			argtypes[1] = {INT4OID};
+	Oid			argtypes[2] = {INT4OID, INT8OID};	/* the count, the key */
 	SPIPlanPtr	plan;
 	KeptPlan   *kept;
 
@@ -204,7 +208,7 @@ InsertPlanFor(PendingBuffer *buffer, ColumnSet *set, bool returning)
 	}
 
 	FreeRetiredPlans();
-	plan = SPI_prepare(query, set->ncolumns == 0 ? 1 : 0, argtypes);
+	plan = SPI_prepare(query, 2, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", query,
 			 SPI_result_code_string(SPI_result));
@@ -273,14 +277,24 @@ WriteItemsDirectly(PendingBuffer *buffer, BufferItem **items, int nitems)
  * them behind, even when it fails.
  */
 static int
-ExecuteInsertPlan(KeptPlan *kept, Datum *args, BufferItem **items, int nitems)
+ExecuteInsertPlan(KeptPlan *kept, BufferItem **items, int nitems)
 {
 	BufferItem **outer_items = writing_items;
 	int			outer_count = writing_count;
+	int64		outer_key = writing_key;
+	int64		key;
+	Datum		args[2];
 	volatile int rc = 0;
 
+	if (!pg_strong_random(&key, sizeof(key)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random key for a buffer write")));
+	args[0] = Int32GetDatum(nitems);
+	args[1] = Int64GetDatum(key);
 	writing_items = items;
 	writing_count = nitems;
+	writing_key = key;
 	PG_TRY();
 	{
 		rc = SPI_execute_plan(kept->plan, args, NULL, false, 0);
@@ -289,12 +303,14 @@ ExecuteInsertPlan(KeptPlan *kept, Datum *args, BufferItem **items, int nitems)
 	{
 		writing_items = outer_items;
 		writing_count = outer_count;
+		writing_key = outer_key;
 		ReleaseKeptPlan(kept);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	writing_items = outer_items;
 	writing_count = outer_count;
+	writing_key = outer_key;
 	ReleaseKeptPlan(kept);
 	return rc;
 }
@@ -310,7 +326,6 @@ InsertItems(PendingBuffer *buffer, BufferItem **items, int from, int to,
 			bool returning)
 {
 	ColumnSet  *set = items[from]->set;
-	Datum		args[1] = {Int32GetDatum(to - from)};
 	Oid			saved_userid;
 	int			saved_sec_context;
 	int			rc;
@@ -328,7 +343,7 @@ InsertItems(PendingBuffer *buffer, BufferItem **items, int from, int to,
 		return (Datum) 0;
 	}
 
-	rc = ExecuteInsertPlan(InsertPlanFor(buffer, set, returning), args,
+	rc = ExecuteInsertPlan(InsertPlanFor(buffer, set, returning),
 						   items + from, to - from);
 	SetUserIdAndSecContext(saved_userid, saved_sec_context);
 	if (rc < 0)
@@ -393,13 +408,16 @@ BufferWriteAtEnd(void)
 {
 	writing_items = NULL;
 	writing_count = 0;
+	writing_key = 0;
 }
 
 PG_FUNCTION_INFO_V1(choreo_buffer_rows);
 
 /*
  * The rows an INSERT of a buffer's batch reads: the items being written.
- * Only the extension's own INSERTs call it; anywhere else it is empty.
+ * Only the extension's own INSERTs, which know the write's key, may call
+ * it: the items are the firing role's, and the function is executable by
+ * everyone because the firing role runs that INSERT.
  */
 Datum
 choreo_buffer_rows(PG_FUNCTION_ARGS)
@@ -408,9 +426,11 @@ choreo_buffer_rows(PG_FUNCTION_ARGS)
 	BufferItem **items = writing_items;
 	int			count = writing_count;
 
+	if (items == NULL || PG_ARGISNULL(0) || PG_GETARG_INT64(0) != writing_key)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("choreo_buffer_rows() may be called only by choreograph's own INSERT")));
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	if (items == NULL)
-		return (Datum) 0;
 
 	/* only the types the items hold: anything else would read them as another type */
 	if (rsinfo->setDesc->natts != items[0]->set->ncolumns)

@@ -25,7 +25,10 @@ choreo_capture(PG_FUNCTION_ARGS)
 										   "'buffer', 'column'");
 	Trigger    *trigger = trigdata->tg_trigger;
 	const char *column = trigger->tgnargs > 1 ? trigger->tgargs[1] : "payload";
-	PendingBuffer *buffer = PendingBufferFor(trigger->tgargs[0], strlen(trigger->tgargs[0]));
+	PendingBuffer *buffer;
+
+	PreventInSecurityRestrictedOperation("capture a change into a buffer");
+	buffer = PendingBufferFor(trigger->tgargs[0], strlen(trigger->tgargs[0]));
 
 	BufferFireJsonb(buffer, PendingBufferColumn(buffer, column),
 					TriggerEnvelope(trigdata, fcinfo->flinfo));

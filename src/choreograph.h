@@ -110,6 +110,7 @@ extern void ValidateStepFunction(Oid function, const char *role, const char *pip
 /* util.c */
 extern Oid	ChoreoRelationOid(const char *relname, bool missing_ok);
 extern char *NameArgument(FunctionCallInfo fcinfo, int argno, const char *what);
+extern void PreventInSecurityRestrictedOperation(const char *action);
 
 /* names.c: names of pipelines and buffers, which belong to schemas */
 typedef struct DefinitionKind
@@ -342,6 +343,7 @@ extern void RunCheckDepth(const char *pipeline_name);
 extern Run *RunBegin(Pipeline *pipeline);
 extern void RunEnd(Run *run);
 extern Run *RunCurrent(void);
+extern void RunStateReset(void);
 extern void RunRecordError(Run *run, int step, StepPhase phase,
 						   int sqlerrcode, const char *message);
 extern Jsonb *RunBuildBag(Run *run);
@@ -421,5 +423,8 @@ extern void WorkerStarted(int index);
 
 /* worker.c: the background workers running post-commit hooks */
 extern void WorkersRegister(void);
+
+/* worker_session.c: a worker's session made fresh again between hooks */
+extern void WorkerSessionReset(void);
 
 #endif							/* CHOREOGRAPH_H */

@@ -390,6 +390,7 @@ choreo_pre_commit(PG_FUNCTION_ARGS)
 	Oid			callback;
 	int			generation = running_generation + 1;
 
+	PreventInSecurityRestrictedOperation("register a pre-commit hook");
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -477,6 +478,7 @@ choreo_post_commit(PG_FUNCTION_ARGS)
 	Oid			callback;
 	uint64		txid;
 
+	PreventInSecurityRestrictedOperation("register a post-commit hook");
 	RequireWorkers();
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,

@@ -8,7 +8,8 @@
  * that it survives the rollback of a failed step and even of the caller's
  * transaction: after a run ends, fatally or not, it is kept as the session's
  * "last run" until the next run ends, which is what choreo_bag() and
- * choreo_errors() show outside any run.
+ * choreo_errors() show outside any run.  The workers forget it between
+ * post-commit hooks (RunStateReset), as they run hooks of many roles.
  */
 #include "postgres.h"
 
@@ -133,6 +134,30 @@ RunEnd(Run *run)
 	if (last_run != NULL)
 		RunFree(last_run);
 	last_run = run;
+}
+
+/*
+ * Forgets the session's last run, so that choreo_bag() and choreo_errors()
+ * show nothing, as in a new session: called by the workers between hooks,
+ * outside any run.  Runs still active (none should be: every run ends, from
+ * an error handler too) are dropped as well.
+ */
+void
+RunStateReset(void)
+{
+	while (current_run != NULL)
+	{
+		Run		   *run = current_run;
+
+		current_run = run->outer;
+		RunFree(run);
+	}
+	run_depth = 0;
+	if (last_run != NULL)
+	{
+		RunFree(last_run);
+		last_run = NULL;
+	}
 }
 
 Run *

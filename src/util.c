@@ -158,3 +158,19 @@ StringPointerHashCreate(const char *name, long nelem, Size entrysize,
 	return hash_create(name, nelem, &ctl,
 					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
+
+/*
+ * Refuses to queue work inside a security-restricted operation (an index
+ * expression during another role's CREATE INDEX, REFRESH MATERIALIZED
+ * VIEW, VACUUM, ANALYZE): the work would run later, after the restriction
+ * has been lifted, in the session of the role that started the operation.
+ * PostgreSQL refuses deferred triggers there for the same reason.
+ */
+void
+PreventInSecurityRestrictedOperation(const char *action)
+{
+	if (InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot %s within security-restricted operation", action)));
+}

@@ -10,8 +10,12 @@
  * mostly dead rows; that look is kept for the start, retries, a full commit
  * queue and a once-a-minute safety net.
  *
- * Each hook runs in its own transaction, as the role that registered it;
- * the hook's writes and the deletion of its outbox row commit together, so
+ * Each hook runs in its own transaction, as the role that registered it,
+ * up to and including its commit (what it queued for the commit, deferred
+ * triggers or a cursor WITH HOLD, runs as that role too), and then the
+ * worker's session is made fresh again (worker_session.c), so that the next
+ * hook, maybe of another role, sees nothing it left behind.  The hook's
+ * writes and the deletion of its outbox row commit together, so
  * its effects in the database happen exactly once, whatever crashes.  A
  * failing hook's transaction is rolled back and the failure recorded in a
  * new one, with exponential backoff; the worker itself goes on.  Hooks of
@@ -333,7 +337,10 @@ RunNextHook(int index, uint64 txid)
 {
 	ErrorData  *volatile edata = NULL;
 	volatile int64 id = 0;
+	Oid			worker_userid;
+	int			worker_sec_context;
 
+	GetUserIdAndSecContext(&worker_userid, &worker_sec_context);
 	MemoryContextReset(hook_cxt);
 	MemoryContextSwitchTo(hook_cxt);
 	PG_TRY();
@@ -365,21 +372,37 @@ RunNextHook(int index, uint64 txid)
 			}
 			CheckHookRunnable(id, callback, role);
 
+			/*
+			 * From here to the end of the commit, the transaction is the
+			 * hook's: the commit runs what the hook queued for it (deferred
+			 * triggers, the query of a cursor WITH HOLD, the pre-commit
+			 * hooks it registered, which then queue more), and none of it
+			 * may run as the worker's superuser.  Nor may it change role.
+			 */
+			SetUserIdAndSecContext(role, worker_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+
 			/* whatever settings the hook changes, the next hook will not see */
 			nestlevel = NewGUCNestLevel();
 			CallHookFunction(callback, no_payload ? NULL : DatumGetJsonbPCopy(payload), role);
 			AtEOXact_GUC(false, nestlevel);
 		}
 		CommitWorkerTransaction(cxt);
+		SetUserIdAndSecContext(worker_userid, worker_sec_context);
 	}
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(hook_cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
+		/* the abort goes back to the worker's role; so does a failure after the commit */
 		EndFailedWorkerTransaction(hook_cxt);
+		SetUserIdAndSecContext(worker_userid, worker_sec_context);
 	}
 	PG_END_TRY();
+
+	/* nothing the hook left in the session may reach the next one */
+	if (id != 0)
+		WorkerSessionReset();
 
 	WorkerSetRunning(index, 0);
 	if (edata != NULL && id == 0)

@@ -1,0 +1,158 @@
+/*
+ * worker_session.c
+ *		What a post-commit hook leaves in the worker's session is removed
+ *		before the next hook runs.
+ *
+ * A worker runs the hooks of every role, one after another, in one
+ * long-lived session.  Whatever session state a hook leaves behind would
+ * be seen by the next hook, maybe of another role: a temporary table named
+ * like one a superuser's hook writes without a schema (pg_temp is searched
+ * first for relations), with a trigger, runs the trigger as the superuser.
+ * So after every hook, whether it committed or failed, the worker puts its
+ * session back into the state of a fresh worker session: the equivalent of
+ * DISCARD ALL (discard.c), plus random()'s seed and choreograph's own
+ * session state.
+ *
+ * DISCARD ALL itself cannot be used: its C function is static, and the
+ * statement refuses to run inside a transaction block, where SPI would run
+ * it; it would also take a transaction for all of it, when only dropping
+ * the temporary objects needs one.  Each step is done here instead, in the
+ * transaction state it needs, and only when there may be something to
+ * remove where that costs more than a look (a worker drains thousands of
+ * hooks a second).
+ *
+ * Not reset, and why:
+ * - the plan cache: a cached plan shows nothing of the hook that made it
+ *   and is checked again whenever it runs: the current role's permissions
+ *   at executor start, and it is planned again for another role if row
+ *   security applied, for another search path (a temporary schema
+ *   included), and after a change to an object it uses; dropping the plans
+ *   would only cost the next hooks their planning;
+ * - session_authorization and role: a hook cannot change them (it runs with
+ *   SECURITY_LOCAL_USERID_CHANGE, under which PostgreSQL refuses both);
+ * - LISTEN: PostgreSQL refuses it in background processes, which have no
+ *   way to collect notifications;
+ * - state that other extensions' C code keeps (dblink's named connections,
+ *   postgres_fdw's connection cache, PL/Perl's %_SHARED, PL/Python's GD):
+ *   it cannot be reached from here; docs/hooks.md says what to avoid.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "commands/prepare.h"
+#include "commands/sequence.h"
+#include "common/pg_prng.h"
+#include "storage/lock.h"
+#include "utils/fmgrprotos.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/portal.h"
+#include "utils/snapmgr.h"
+
+#include "choreograph.h"
+
+/*
+ * Drops the objects in the session's temporary schema, if it has one, in a
+ * transaction of its own.  The schema itself stays, as after DISCARD TEMP:
+ * PostgreSQL offers no way to forget it, so once a hook has used temporary
+ * objects, the worker pays this transaction after every hook (an empty
+ * schema costs one look at pg_depend).
+ */
+static void
+DropTemporaryObjects(void)
+{
+	Oid			temp_namespace;
+	Oid			temp_toast_namespace;
+	MemoryContext caller = CurrentMemoryContext;
+
+	GetTempNamespaceState(&temp_namespace, &temp_toast_namespace);
+	if (!OidIsValid(temp_namespace))
+		return;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	ResetTempTableNamespace();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+}
+
+/* The steps; see WorkerSessionReset */
+static void
+ResetSession(void)
+{
+	/*
+	 * Cursors WITH HOLD: the only portals left once the hook's transaction
+	 * has ended, materialized and holding no resources of a transaction, so
+	 * they are dropped without one.
+	 */
+	PortalHashTableDeleteAll();
+
+	/* prepared statements (DEALLOCATE ALL) */
+	DropAllPreparedStatements();
+
+	/* session advisory locks; the worker itself takes none */
+	LockReleaseAll(USER_LOCKMETHOD, true);
+
+	/* what currval() and lastval() remember */
+	ResetSequenceCaches();
+
+	/*
+	 * random()'s seed: setseed() in one hook would make the next hook's
+	 * random() predictable.  DISCARD ALL leaves it, but a new session seeds
+	 * it from a strong source; the worker's own generator, which no SQL can
+	 * seed, stands in for that here.
+	 */
+	(void) DirectFunctionCall1(setseed,
+							   Float8GetDatum(pg_prng_double(&pg_global_prng_state) * 2.0 - 1.0));
+
+	/*
+	 * Settings (RESET ALL).  A hook's own SETs, set_config(..., false)
+	 * included, are already undone: it runs inside a GUC nest level that
+	 * the worker rolls back.  This catches those made at its commit, by
+	 * the pre-commit hooks it registered or the query of a cursor WITH HOLD.
+	 * The worker's own settings survive: it sets them with PGC_S_OVERRIDE,
+	 * which RESET ALL keeps, or inside a nest level of its own.
+	 */
+	ResetAllOptions();
+
+	/* what choreo_bag() and choreo_errors() show after a run */
+	RunStateReset();
+
+	/* temporary tables, functions, operators, types... (DISCARD TEMP) */
+	DropTemporaryObjects();
+}
+
+/*
+ * Returns the worker's session to the state of a fresh one; called after
+ * each hook, committed or failed, outside any transaction.  If that fails,
+ * the next hook must not run in this session: the worker exits, and is
+ * started again with a new one.
+ */
+void
+WorkerSessionReset(void)
+{
+	MemoryContext caller = CurrentMemoryContext;
+
+	Assert(!IsTransactionState());
+	PG_TRY();
+	{
+		ResetSession();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(FATAL,
+				(errcode(edata->sqlerrcode),
+				 errmsg("choreograph worker could not reset its session after a hook: %s",
+						edata->message),
+				 errdetail("The worker exits so that no hook runs in a session another hook has left state in; it is started again.")));
+	}
+	PG_END_TRY();
+}

@@ -1,0 +1,154 @@
+# The attacks of issue 8 that crashed the server or made a plain role a
+# superuser, run where they did most harm: inside post-commit hooks, with
+# the hooks of a superuser and two plain roles interleaved in the one
+# worker (choreograph.max_workers = 1), so that each hook runs right after
+# another role's in the same worker session.  Each attack must fail with
+# its SQLSTATE, recorded beside the hook; the server must not restart; no
+# plain role may end up a superuser; and the hooks around the attacks run.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('attacks');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'choreograph'
+choreograph.max_workers = 1
+choreograph.hook_max_attempts = 1
+});
+$node->start;
+my $started = $node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
+my $superuser = $node->safe_psql('postgres', 'SELECT current_user');
+
+$node->safe_psql('postgres', q{
+CREATE EXTENSION choreograph;
+CREATE ROLE alice;
+CREATE ROLE bob;
+-- what every hook did, in order: the role it ran as, and whether that role
+-- was a superuser when it ran
+CREATE TABLE seen (id serial, hook text, who text, super boolean);
+GRANT INSERT ON seen TO PUBLIC;
+GRANT USAGE ON seen_id_seq TO PUBLIC;
+CREATE FUNCTION note(p jsonb) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO seen (hook, who, super)
+    SELECT p->>'hook', current_user, rolsuper FROM pg_roles WHERE rolname = current_user
+$$;
+
+-- 1. the superuser maintains alice's table, whose index expression tries
+-- to queue a pre-commit hook that would plant a search_path in the
+-- worker's session; the superuser's next hook then writes into "audit"
+-- without a schema, which alice prepared in schema "planted" with a
+-- trigger that makes her a superuser
+CREATE SCHEMA planted AUTHORIZATION alice;
+CREATE TABLE audit (entry text);
+CREATE FUNCTION maintain_alices_table() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('attack.armed', 'on', true);
+    REINDEX TABLE planted.alice_table;
+END $$;
+CREATE FUNCTION write_audit(p jsonb) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO audit VALUES (p->>'entry')
+$$;
+SET ROLE alice;
+CREATE FUNCTION planted.plant() RETURNS void LANGUAGE sql
+    AS $$ SELECT set_config('search_path', 'planted, public', false) $$;
+CREATE FUNCTION planted.queue_plant(a int) RETURNS int LANGUAGE plpgsql IMMUTABLE
+    SET search_path = public AS $$
+BEGIN
+    -- armed only in the superuser's hook (alice's own CREATE INDEX is
+    -- restricted too)
+    IF current_setting('attack.armed', true) = 'on' THEN
+        PERFORM choreo_pre_commit('planted.plant()');
+    END IF;
+    RETURN a;
+END $$;
+CREATE TABLE planted.audit (entry text);
+CREATE FUNCTION planted.promote() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    ALTER ROLE alice SUPERUSER;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER promote BEFORE INSERT ON planted.audit
+    FOR EACH ROW EXECUTE FUNCTION planted.promote();
+GRANT USAGE ON SCHEMA planted TO PUBLIC;
+GRANT INSERT ON planted.audit TO PUBLIC;
+RESET ROLE;
+CREATE TABLE planted.alice_table (a int);
+ALTER TABLE planted.alice_table OWNER TO alice;
+INSERT INTO planted.alice_table VALUES (1);
+SET ROLE alice;
+CREATE INDEX ON planted.alice_table ((planted.queue_plant(a)));
+RESET ROLE;
+
+-- 2. bob fires into a buffer on alice's table, whose BEFORE trigger reads
+-- the rows of the write with types of its own choosing (this once returned
+-- server addresses, or crashed the server)
+CREATE TABLE alice_inbox (secret text, amount numeric);
+ALTER TABLE alice_inbox OWNER TO alice;
+SET ROLE alice;
+GRANT INSERT ON alice_inbox TO bob;
+CREATE FUNCTION planted.peek() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM * FROM choreograph.choreo_buffer_rows(0) AS r(secret bigint, amount text);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER peek BEFORE INSERT ON alice_inbox FOR EACH ROW EXECUTE FUNCTION planted.peek();
+RESET ROLE;
+SELECT choreo_create_buffer('inbox', 'alice_inbox');
+CREATE FUNCTION fire_secrets(p jsonb) RETURNS void LANGUAGE sql AS $$
+    SELECT choreo_fire_forget('inbox', jsonb_build_object('secret', 'bob''s secret', 'amount', g))
+      FROM generate_series(1, 2000) AS g;
+    SELECT choreo_flush('inbox');
+$$;
+});
+
+# One transaction registers every hook, switching roles, so that they run
+# in this order in the one worker; "note" hooks of each role sit between
+# the attacks.
+$node->safe_psql('postgres', q{
+BEGIN;
+SET ROLE alice;
+SELECT choreo_post_commit('note(jsonb)', '{"hook": "alice before"}');
+RESET ROLE;
+SELECT choreo_post_commit('maintain_alices_table()');
+SELECT choreo_post_commit('write_audit(jsonb)', '{"entry": "after maintenance"}');
+SELECT choreo_post_commit('note(jsonb)', '{"hook": "superuser after maintenance"}');
+SET ROLE bob;
+SELECT choreo_post_commit('fire_secrets(jsonb)');
+SELECT choreo_post_commit('note(jsonb)', '{"hook": "bob after firing"}');
+RESET ROLE;
+SET ROLE alice;
+SELECT choreo_post_commit('note(jsonb)', '{"hook": "alice after"}');
+RESET ROLE;
+COMMIT;
+});
+
+$node->poll_query_until('postgres',
+	q{SELECT NOT EXISTS (SELECT FROM choreo_hooks WHERE status <> 'failed')})
+  or die 'the hooks did not all run; the outbox shows: '
+  . $node->safe_psql('postgres', 'SELECT callback, role, status, last_error FROM choreo_hooks');
+
+is($node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()'), $started,
+	'the server never restarted');
+is($node->safe_psql('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'alice'}), 'f',
+	'alice is not a superuser');
+is( $node->safe_psql('postgres',
+		q{SELECT callback, role, last_sqlstate FROM choreo_hooks ORDER BY id}),
+	"maintain_alices_table()|$superuser|42501\nfire_secrets(jsonb)|bob|42501",
+	'the two attacks failed with 42501, and only they failed');
+is($node->safe_psql('postgres', q{SELECT entry FROM public.audit}), 'after maintenance',
+	"the superuser's next hook wrote into public.audit");
+is($node->safe_psql('postgres', q{SELECT count(*) FROM planted.audit}), '0',
+	"nothing was written into alice's planted table");
+is($node->safe_psql('postgres', q{SELECT count(*) FROM alice_inbox}), '0',
+	"nothing of bob's failed hook was written");
+is( $node->safe_psql('postgres', q{SELECT string_agg(hook || ':' || who || ':' || super, ', ' ORDER BY id) FROM seen}),
+	"alice before:alice:false, superuser after maintenance:$superuser:true, "
+
+	  . 'bob after firing:bob:false, alice after:alice:false',
+	'every other hook ran, in order, as its role');
+
+$node->stop;
+done_testing();
