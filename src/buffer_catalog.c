@@ -179,15 +179,6 @@ BufferResolve(const char *written, int len)
 	return NameCacheResolve(buffer_names, written, len);
 }
 
-/* Looks a buffer up by name (as written); raises 42704 when there is none */
-void
-BufferLookup(const char *name, BufferDef *def)
-{
-	DefinitionId id = *BufferResolve(name, strlen(name));
-
-	BufferLookupId(&id, def);
-}
-
 /* Locks a buffer's row and checks that the caller may change it */
 static void
 LockOwnedBuffer(ExtensionWrite *write, const DefinitionName *name, const DefinitionId *id)

@@ -375,7 +375,6 @@ typedef struct BufferDef
 
 extern void BufferCacheInit(void);
 extern void ValidateBufferTarget(const char *name, Oid target);
-extern void BufferLookup(const char *name, BufferDef *def);
 extern void BufferLookupId(const DefinitionId *id, BufferDef *def);
 extern const DefinitionId *BufferResolve(const char *written, int len);
 extern uint64 BufferDefinitionsGeneration(void);
