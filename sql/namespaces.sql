@@ -75,6 +75,11 @@ BEGIN
     END LOOP;
 END $$;
 RESET search_path;
+-- also from row to row of one statement, at one call site
+SELECT p, set_config('search_path', p, true) IS NOT NULL AS set,
+       choreo_run('flow')->'bag'->'where'->>'job' AS job
+  FROM (VALUES ('ns_b, public'), ('ns_a, public'), ('public'), ('ns_b, public')) AS v(p);
+RESET search_path;
 -- (the functions are called qualified here: public is not in the path)
 SET search_path = ns_b;
 SELECT public.choreo_run('flow')->'bag'->'where'->>'job' AS job;
@@ -189,6 +194,10 @@ SELECT choreo_fire_forget('events', '{"kind": "path a"}');
 -- choreo_flush(name) flushes what the name finds now: ns_a's
 SELECT choreo_flush('events');
 SELECT count(*) AS written_b FROM ns_events_b WHERE kind LIKE 'path%';
+-- also from row to row of one statement
+SELECT count(choreo_fire_forget('events', jsonb_build_object('kind', 'row ' || n || ' ' || p)))
+  FROM (SELECT n, p, set_config('search_path', p, true)
+          FROM (VALUES (1, 'ns_b, public'), (2, 'ns_a, public'), (3, 'ns_b, public')) AS v(n, p)) AS r;
 COMMIT;
 SELECT 'a' AS buffer, kind FROM ns_events_a UNION ALL SELECT 'b', kind FROM ns_events_b ORDER BY 1, 2;
 -- choreo_capture finds its buffer through the firing session's search_path

@@ -73,6 +73,7 @@ static void CompactBatches(PendingBuffer *buffer);
 
 static HTAB *pending_buffers = NULL;	/* in TopTransactionContext */
 static PendingBuffer *last_fired = NULL;	/* fast path for firing in a loop */
+static NameRef *last_fired_name = NULL; /* the name it was fired by, resolved */
 static List *pending_order = NIL;	/* of PendingBuffer *, first fired first */
 
 /* Marks the pending buffers of a table (or all) to have it read again */
@@ -189,9 +190,10 @@ PendingBufferCurrent(PendingBuffer *buffer)
  * written, len bytes) refers to, setting it up on the first fire into it
  * in this transaction (or since its definition changed): the target is
  * locked as an INSERT would lock it, until the end of the transaction.
+ * ref, if not NULL, is set to the name's resolution.
  */
 PendingBuffer *
-PendingBufferFor(const char *written, int len)
+PendingBufferFor(const char *written, int len, NameRef **ref)
 {
 	PendingBuffer *buffer;
 	PendingBufferEntry *entry;
@@ -202,7 +204,13 @@ PendingBufferFor(const char *written, int len)
 	Relation	rel;
 	MemoryContext old;
 
-	id = *BufferResolve(written, len);
+	{
+		NameRef    *resolved = BufferNameLookup(written, len);
+
+		id = *NameRefId(resolved);
+		if (ref != NULL)
+			*ref = resolved;
+	}
 	name = NameStr(id.name);
 	if (pending_buffers != NULL)
 	{
@@ -1056,15 +1064,20 @@ choreo_fire_forget(PG_FUNCTION_ARGS)
 	PendingBuffer *buffer = NULL;
 
 	PreventInSecurityRestrictedOperation("fire into a buffer");
-	/* firing in a loop names the same buffer again and again */
+	/*
+	 * Firing in a loop names the same buffer again and again: the same name
+	 * as last time, still resolving as it did, is the same buffer.
+	 */
 	if (last_fired != NULL && !PG_ARGISNULL(0))
 	{
 		text	   *name = PG_GETARG_TEXT_PP(0);
 		int			len = VARSIZE_ANY_EXHDR(name);
+		int			last_len;
+		const char *last = NameRefWritten(last_fired_name, &last_len);
 
-		if (len > 0 &&
-			memcmp(BufferResolve(VARDATA_ANY(name), len), &last_fired->id,
-				   sizeof(DefinitionId)) == 0 &&
+		if (len == last_len && memcmp(VARDATA_ANY(name), last, len) == 0 &&
+			NameRefHolds(last_fired_name) &&
+			memcmp(NameRefId(last_fired_name), &last_fired->id, sizeof(DefinitionId)) == 0 &&
 			PendingBufferCurrent(last_fired))
 			buffer = last_fired;
 	}
@@ -1072,7 +1085,7 @@ choreo_fire_forget(PG_FUNCTION_ARGS)
 	{
 		char	   *name = NameArgument(fcinfo, 0, "buffer");
 
-		buffer = last_fired = PendingBufferFor(name, strlen(name));
+		buffer = last_fired = PendingBufferFor(name, strlen(name), &last_fired_name);
 	}
 
 	if (PG_ARGISNULL(1))
@@ -1106,7 +1119,7 @@ choreo_fire_and_wait(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("item fired into buffer \"%s\" must not be null", name)));
-	buffer = PendingBufferFor(name, strlen(name));
+	buffer = PendingBufferFor(name, strlen(name), NULL);
 	old = BeginDraftMemory(&scratch);
 	DraftItem(buffer, PG_GETARG_JSONB_P(1), &draft);
 	EndDraftMemory(scratch, old);

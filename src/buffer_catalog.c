@@ -179,6 +179,13 @@ BufferResolve(const char *written, int len)
 	return NameCacheResolve(buffer_names, written, len);
 }
 
+/* The same, as the name's entry in the cache of resolved names */
+NameRef *
+BufferNameLookup(const char *written, int len)
+{
+	return NameCacheLookup(buffer_names, written, len);
+}
+
 /* Locks a buffer's row and checks that the caller may change it */
 static void
 LockOwnedBuffer(ExtensionWrite *write, const DefinitionName *name, const DefinitionId *id)

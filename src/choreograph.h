@@ -97,6 +97,16 @@ typedef struct Pipeline
 /* pipeline_cache.c */
 extern void PipelineCacheInit(void);
 extern Pipeline *PipelineAcquire(const char *name);
+
+/* What a call site keeps to find its pipeline again without hashing */
+typedef struct PipelineRef
+{
+	struct NameCacheEntry *name;	/* the name's resolution (a NameRef) */
+	Pipeline   *pipeline;		/* what it found; not pinned */
+	uint64		generation;		/* the cache's invalidations when found */
+} PipelineRef;
+
+extern Pipeline *PipelineAcquireRef(const char *name, int len, PipelineRef *ref);
 extern void PipelineRelease(Pipeline *pipeline);
 extern void PipelineCheckCallable(Pipeline *pipeline);
 extern void PipelineCheckStillCallable(Pipeline *pipeline, int stepno,
@@ -139,6 +149,7 @@ typedef struct DefinitionName
 } DefinitionName;
 
 typedef struct NameCache NameCache;
+typedef struct NameCacheEntry NameRef;	/* a name as written, and what it resolved to */
 
 extern void NamesInit(void);
 extern void ParseDefinitionName(const DefinitionKind *kind, const char *written,
@@ -155,6 +166,10 @@ extern void DefinitionNotFound(const DefinitionKind *kind,
 extern NameCache *NameCacheCreate(const DefinitionKind *kind, MemoryContext parent);
 extern void NameCacheReset(NameCache *cache);
 extern const DefinitionId *NameCacheResolve(NameCache *cache, const char *written, int len);
+extern NameRef *NameCacheLookup(NameCache *cache, const char *written, int len);
+extern bool NameRefHolds(NameRef *ref);
+extern const DefinitionId *NameRefId(NameRef *ref);
+extern const char *NameRefWritten(NameRef *ref, int *len);
 
 /* What BeginExtensionWrite changed, for EndExtensionWrite to undo */
 typedef struct ExtensionWrite
@@ -268,7 +283,7 @@ typedef struct RunInput
 	FmgrInfo   *trigger_flinfo; /* its call info, which caches the envelope's layout */
 } RunInput;
 
-extern Jsonb *RunPipeline(const char *pipeline_name, RunInput *input,
+extern Jsonb *RunPipeline(const char *pipeline_name, PipelineRef *ref, RunInput *input,
 						  bool try_only, bool want_report);
 
 /* trigger.c */
@@ -377,12 +392,13 @@ extern void BufferCacheInit(void);
 extern void ValidateBufferTarget(const char *name, Oid target);
 extern void BufferLookupId(const DefinitionId *id, BufferDef *def);
 extern const DefinitionId *BufferResolve(const char *written, int len);
+extern NameRef *BufferNameLookup(const char *written, int len);
 extern uint64 BufferDefinitionsGeneration(void);
 
 /* buffer.c: batched buffers */
 typedef struct PendingBuffer PendingBuffer;
 
-extern PendingBuffer *PendingBufferFor(const char *written, int len);
+extern PendingBuffer *PendingBufferFor(const char *written, int len, NameRef **ref);
 extern int	PendingBufferColumn(PendingBuffer *buffer, const char *column);
 extern void BufferFireJsonb(PendingBuffer *buffer, int column, Jsonb *document);
 extern bool BuffersPending(void);

@@ -283,16 +283,19 @@ typedef struct WrittenName
 	int			len;
 } WrittenName;
 
-typedef struct NameCacheEntry
+/* (typedef'd as NameRef in choreograph.h) */
+struct NameCacheEntry
 {
 	WrittenName key;			/* points to written */
+	struct NameCache *cache;	/* the cache it belongs to */
 	char	   *written;
 	DefinitionId id;
 	Oid			user;			/* who resolved it */
 	uint64		names_generation;
 	uint64		cache_generation;
 	OverrideSearchPath *path;	/* what it was resolved with; NULL: qualified */
-} NameCacheEntry;
+};
+typedef struct NameCacheEntry NameCacheEntry;
 
 struct NameCache
 {
@@ -371,12 +374,50 @@ ResolutionHolds(NameCache *cache, NameCacheEntry *entry)
 }
 
 /*
+ * Whether what a name resolved to still holds, for the current role and
+ * search path; cheap enough for every call.  Callers that keep a NameRef
+ * (entries are never removed, so it stays valid) skip the hashing of the
+ * name.
+ */
+bool
+NameRefHolds(NameRef *ref)
+{
+	return ResolutionHolds(ref->cache, ref);
+}
+
+/* The definition a name resolved to (valid while the resolution holds) */
+const DefinitionId *
+NameRefId(NameRef *ref)
+{
+	return &ref->id;
+}
+
+/* The name a NameRef is for, as written, and its length */
+const char *
+NameRefWritten(NameRef *ref, int *len)
+{
+	*len = ref->key.len;
+	return ref->written;
+}
+
+/*
  * The definition a name (as written, len bytes) refers to, for the current
  * role and search path; raises if there is none.  The result is valid
  * until the next call.
  */
 const DefinitionId *
 NameCacheResolve(NameCache *cache, const char *written, int len)
+{
+	return NameRefId(NameCacheLookup(cache, written, len));
+}
+
+/*
+ * The entry of a name (as written, len bytes), resolved for the current
+ * role and search path (again if the last resolution no longer holds);
+ * raises if the name refers to no definition.
+ */
+NameRef *
+NameCacheLookup(NameCache *cache, const char *written, int len)
 {
 	WrittenName key = {written, len};
 	NameCacheEntry *entry;
@@ -390,7 +431,7 @@ NameCacheResolve(NameCache *cache, const char *written, int len)
 
 	entry = hash_search(cache->hash, &key, HASH_FIND, NULL);
 	if (entry != NULL && ResolutionHolds(cache, entry))
-		return &entry->id;
+		return entry;
 
 	/*
 	 * Resolve it again.  What changes meanwhile (the lookup reads a table,
@@ -413,6 +454,7 @@ NameCacheResolve(NameCache *cache, const char *written, int len)
 		copy[len] = '\0';
 		key.str = copy;
 		entry = hash_search(cache->hash, &key, HASH_ENTER, &found);
+		entry->cache = cache;
 		entry->written = copy;
 		entry->path = NULL;
 	}
@@ -428,5 +470,5 @@ NameCacheResolve(NameCache *cache, const char *written, int len)
 	entry->names_generation = names_before;
 	entry->cache_generation = cache_before;
 	MemoryContextSwitchTo(old);
-	return &entry->id;
+	return entry;
 }

@@ -298,20 +298,14 @@ LoadPipeline(const DefinitionId *id)
 	return pipeline;
 }
 
-/*
- * Returns the pipeline a name (as written) refers to for the current role
- * and search path, loading it on first use, pinned for the caller, who
- * must PipelineRelease it (also on error).
- */
-Pipeline *
-PipelineAcquire(const char *name)
+/* Returns a pipeline by identity, loading it on first use, pinned */
+static Pipeline *
+PipelineAcquireId(const DefinitionId *resolved)
 {
 	PipelineCacheEntry *entry;
 	Pipeline   *pipeline;
-	DefinitionId id;
+	DefinitionId id = *resolved;	/* resolving again (invalidations) may change it */
 
-	/* copied: resolving the name again (invalidations) may move it */
-	id = *NameCacheResolve(pipeline_names, name, strlen(name));
 	entry = hash_search(pipeline_cache, &id, HASH_FIND, NULL);
 	if (entry != NULL)
 		pipeline = entry->pipeline;
@@ -336,6 +330,48 @@ PipelineAcquire(const char *name)
 		entry->pipeline = pipeline;
 	}
 	pipeline->pins++;
+	return pipeline;
+}
+
+/*
+ * Returns the pipeline a name (as written) refers to for the current role
+ * and search path, loading it on first use, pinned for the caller, who
+ * must PipelineRelease it (also on error).
+ */
+Pipeline *
+PipelineAcquire(const char *name)
+{
+	return PipelineAcquireId(NameCacheResolve(pipeline_names, name, strlen(name)));
+}
+
+/*
+ * PipelineAcquire for a call site that keeps a PipelineRef (zeroed at
+ * first): the same name again, resolved as before, finds the same pipeline
+ * without hashing anything, as long as no invalidation arrived (the only
+ * way a cached pipeline is freed) and the name's resolution holds.
+ */
+Pipeline *
+PipelineAcquireRef(const char *name, int len, PipelineRef *ref)
+{
+	Pipeline   *pipeline = ref->pipeline;
+	const char *written;
+	int			written_len;
+
+	if (pipeline != NULL && ref->generation == invalidation_count &&
+		(written = NameRefWritten(ref->name, &written_len), written_len == len) &&
+		memcmp(written, name, len) == 0 && NameRefHolds(ref->name) &&
+		NameRefId(ref->name)->namespace == pipeline->namespace &&
+		strcmp(NameStr(NameRefId(ref->name)->name), pipeline->name) == 0)
+	{
+		pipeline->pins++;
+		return pipeline;
+	}
+
+	ref->pipeline = NULL;
+	ref->name = NameCacheLookup(pipeline_names, name, len);
+	pipeline = PipelineAcquireId(NameRefId(ref->name));
+	ref->pipeline = pipeline;
+	ref->generation = invalidation_count;
 	return pipeline;
 }
 
