@@ -22,7 +22,9 @@
  * Superusers and the tables' owner (whose writes these are when the
  * functions write) are not checked.  Skipping rather than failing lets a
  * restore keep the rows that are the restoring role's: COPY is all or
- * nothing.  Row-level security could not do this: pg_dump and pg_restore
+ * nothing (the outbox, which every registration writes, reports each
+ * skipped hook instead: statement triggers would slow registrations).
+ * Row-level security could not do this: pg_dump and pg_restore
  * set row_security = off, under which a query that RLS would filter fails,
  * and COPY FROM refuses tables with RLS.
  */
@@ -227,8 +229,31 @@ choreo_guard_row(PG_FUNCTION_ARGS)
 		allowed = StepRowAllowed(user, trigdata);
 	else if (strcmp(table, "hooks") == 0)
 	{
-		allowed = MayWriteFor(user, trigdata, "role");
-		if (allowed && RowValue(trigdata, "callback", &value))
+		/*
+		 * Every hook registration is an INSERT here, so the outbox has no
+		 * statement triggers (they would cost each registration more than
+		 * the row trigger): a skipped hook is reported on its own.
+		 */
+		if (RowValue(trigdata, "role", &value) &&
+			!has_privs_of_role(user, DatumGetObjectId(value)))
+		{
+			char	   *role = GetUserNameFromId(DatumGetObjectId(value), true);
+			Datum		id;
+
+			if (role == NULL)
+				role = psprintf("%u", DatumGetObjectId(value));
+			ereport(WARNING,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("hook %lld of role %s was not written into %s.hooks",
+							RowValue(trigdata, "id", &id) ? (long long) DatumGetInt64(id) : 0,
+							quote_identifier(role), CHOREO_SCHEMA),
+					 errdetail("Role %s does not have the privileges of role %s.",
+							   quote_identifier(GetUserNameFromId(user, false)),
+							   quote_identifier(role)),
+					 errhint("A role writes only its own pipelines, buffers and hooks, in schemas where it may create; a superuser may restore the others.")));
+			allowed = false;
+		}
+		else if (RowValue(trigdata, "callback", &value))
 			(void) CheckHookCallback(value, "post-commit");
 	}
 	else

@@ -127,6 +127,11 @@ for my $dump ('owner', 'super')
 		"$dump dump: the server log says which pipelines were skipped");
 	like($log, qr/Rows of roles whose privileges role dbowner does not have: alice, bob\./,
 		"$dump dump: and whose they were");
+	if ($dump eq 'super')
+	{
+		like($log, qr/hook \d+ of role alice was not written into choreograph\.hooks/,
+			'super dump: the server log names each hook skipped');
+	}
 	# what was restored works
 	is($node->safe_psql($db, q{SET ROLE dbowner;
 		SELECT choreo_run('owner_flow', '{}'::jsonb)->'bag'->'two'->>'job';
