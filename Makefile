@@ -14,9 +14,12 @@ OBJS = \
 	src/jsonb_util.o \
 	src/jsonb_writer.o \
 	src/json_to_column.o \
+	src/names.o \
 	src/pipeline_cache.o \
+	src/row_guard.o \
 	src/run.o \
 	src/run_state.o \
+	src/schema_drop.o \
 	src/shmem.o \
 	src/transaction.o \
 	src/trigger.o \
@@ -28,7 +31,7 @@ DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0
 PGFILEDESC = "choreograph - transactional orchestration"
 
 # pg_regress files, one per feature, in the order they run
-REGRESS = init definition run bag input trigger errors privileges dump pre_commit buffer buffer_write buffer_types capture security_restricted leaks post_commit upgrade
+REGRESS = init definition run bag input trigger errors privileges namespaces dump pre_commit buffer buffer_write buffer_types capture security_restricted leaks post_commit upgrade
 REGRESS_OPTS = --inputdir=.
 
 # Multi-session behaviour, checked by PostgreSQL's isolation tester

@@ -169,8 +169,14 @@ SELECT err($$SELECT choreo_drop_buffer('nope')$$);
 SELECT err($$SELECT choreo_drop_buffer(NULL)$$);
 SET ROLE regress_choreo_firer;
 SELECT err($$SELECT choreo_drop_buffer('events')$$);
+-- creating a buffer needs CREATE on its schema, as creating a function does
+SELECT err($$SELECT choreo_create_buffer('firers', 'events')$$);
+RESET ROLE;
+GRANT CREATE ON SCHEMA public TO regress_choreo_firer;
+SET ROLE regress_choreo_firer;
 SELECT choreo_create_buffer('firers', 'events');
 RESET ROLE;
+REVOKE CREATE ON SCHEMA public FROM regress_choreo_firer;
 SELECT name, owner FROM choreo_buffers ORDER BY name;
 SET ROLE regress_choreo_firer;
 SELECT err($$INSERT INTO choreograph.buffers VALUES ('x', 'events', 1, 'postgres')$$);

@@ -27,9 +27,12 @@ SELECT count(*) FROM choreograph.steps s JOIN pg_proc p ON p.oid = s.job;
 INSERT INTO app.orders VALUES (1, 10);
 SELECT choreo_bag();
 SELECT choreo_run('orders', o)->'steps' FROM app.orders o;
--- ownership and the definitions' protection came along
+-- ownership and the definitions' protection came along: anyone may read
+-- them, and insert (guarded: test/t/006_dump_restore.pl), not change them
 SELECT has_table_privilege('public', 'choreograph.steps', 'INSERT') AS public_may_insert,
-       has_table_privilege('public', 'choreograph.steps', 'SELECT') AS public_may_read;
+       has_table_privilege('public', 'choreograph.steps', 'SELECT') AS public_may_read,
+       has_table_privilege('public', 'choreograph.steps', 'UPDATE') AS public_may_update,
+       has_table_privilege('public', 'choreograph.hooks', 'SELECT') AS public_may_read_hooks;
 
 \c contrib_regression
 DROP DATABASE choreo_dump_source;

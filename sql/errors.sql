@@ -13,13 +13,17 @@ SELECT err($$SELECT choreo_try_run('', 1)$$);
 SELECT err($$SELECT choreo_run('missing')$$);
 SELECT err($$SELECT choreo_try_run('missing', 'x'::text)$$);
 
--- odd but valid names work
-SELECT choreo_add_step('odd "name"; DROP TABLE x', 'st''ep ✓', 'ok()');
-SELECT choreo_run('odd "name"; DROP TABLE x')->'bag';
+-- odd but valid names work: a pipeline name is an identifier (quoted, it
+-- may hold anything; unquoted ones fold to lower case), truncated to 63
+-- bytes as PostgreSQL truncates identifiers; step names are any text
+SELECT choreo_add_step('"odd ""name""; DROP TABLE x"', 'st''ep ✓', 'ok()');
+SELECT choreo_run('"odd ""name""; DROP TABLE x"')->'bag';
+SELECT pipeline FROM choreo_steps WHERE step = 'st''ep ✓';
+SELECT err($$SELECT choreo_run('odd "name"; DROP TABLE x')$$);
 SELECT choreo_add_step(repeat('p', 1000), repeat('s', 1000), 'ok()');
 SELECT length(choreo_run(repeat('p', 1000))->>'pipeline');
 SELECT choreo_drop_pipeline(repeat('p', 1000));
-SELECT choreo_drop_pipeline('odd "name"; DROP TABLE x');
+SELECT choreo_drop_pipeline('"odd ""name""; DROP TABLE x"');
 
 -- the accessors take any step name, including NULL
 SELECT choreo_precheck_data(NULL), choreo_job_data(NULL), choreo_job_data('');

@@ -213,11 +213,17 @@ SELECT err($$SELECT choreo_post_commit('trigger_hook()')$$);
 SELECT count(*) AS queued FROM choreograph.hooks;
 COMMIT;
 
--- nobody may write the outbox directly
+-- nobody may write another role's hook into the outbox (rows written
+-- directly, as pg_restore writes them, are skipped unless they are the
+-- writer's own), nor read, change or delete the outbox
 SET ROLE regress_choreo_poster;
-SELECT err($$INSERT INTO choreograph.hooks (txid, callback, role) VALUES (1, 'post_hook(jsonb)', 'postgres')$$);
+SELECT err($$INSERT INTO choreograph.hooks (id, txid, callback, role) VALUES (-1, 1, 'post_hook(jsonb)', 'postgres')$$);
+SELECT err($$INSERT INTO choreograph.hooks (id, txid, callback, role) VALUES (-2, 1, 'trigger_hook()', 'regress_choreo_poster')$$);
+SELECT err($$SELECT payload FROM choreograph.hooks$$);
+SELECT err($$UPDATE choreograph.hooks SET role = 'postgres'$$);
 SELECT err($$DELETE FROM choreograph.hooks$$);
 RESET ROLE;
+SELECT count(*) AS planted FROM choreograph.hooks WHERE id < 0;
 
 DROP EXTENSION choreograph;
 DROP TABLE post_log, guarded;

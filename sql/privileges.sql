@@ -5,6 +5,9 @@ CREATE ROLE regress_choreo_alice NOLOGIN;
 CREATE ROLE regress_choreo_bob NOLOGIN;
 CREATE ROLE regress_choreo_team NOLOGIN;
 GRANT regress_choreo_team TO regress_choreo_bob;
+-- pipelines belong to schemas, and creating one needs CREATE on its schema
+-- (namespaces.sql has the details): these roles may create in public
+GRANT CREATE ON SCHEMA public TO regress_choreo_alice, regress_choreo_bob, regress_choreo_team;
 
 CREATE FUNCTION whoami() RETURNS text LANGUAGE sql AS $$ SELECT current_user::text $$;
 CREATE TABLE secrets (v text);
@@ -28,7 +31,8 @@ SELECT pipeline, step FROM choreo_steps WHERE pipeline = 'alice_flow';
 SELECT err($$SELECT choreo_add_step('alice_flow', 'mine', 'whoami()')$$);
 SELECT err($$SELECT choreo_remove_step('alice_flow', 'who')$$);
 SELECT err($$SELECT choreo_drop_pipeline('alice_flow')$$);
-SELECT err($$INSERT INTO choreograph.steps VALUES ('alice_flow', 2, 'mine', NULL, 'whoami()')$$);
+SELECT err($$INSERT INTO choreograph.steps (namespace, pipeline, position, step, job)
+              VALUES ('public', 'alice_flow', 2, 'mine', 'read_secret()')$$);
 SELECT err($$UPDATE choreograph.steps SET job = 'read_secret()'$$);
 SELECT err($$DELETE FROM choreograph.pipelines$$);
 SELECT err($$TRUNCATE choreograph.steps$$);
@@ -45,6 +49,38 @@ RESET ROLE;
 SELECT choreo_add_step('alice_flow', 'by_admin', 'whoami()');
 SELECT pipeline, position, step FROM choreo_steps
  WHERE pipeline IN ('alice_flow', 'team_flow') ORDER BY 1, 2;
+
+-- rows written directly, as pg_restore writes them: a role writes only its
+-- own pipelines, in schemas where it may create, and steps of its own
+-- pipelines; the other rows are skipped, with a warning, and what it may
+-- write is checked as choreo_add_step checks it
+CREATE SCHEMA no_create;
+GRANT USAGE ON SCHEMA no_create TO PUBLIC;
+CREATE FUNCTION priv_two_args(a int, b int) RETURNS int LANGUAGE sql AS $$ SELECT a + b $$;
+SET ROLE regress_choreo_bob;
+INSERT INTO choreograph.pipelines (namespace, name, owner)
+VALUES ('public', 'bob_direct', 'regress_choreo_bob'),
+       ('public', 'planted', 'regress_choreo_alice'),
+       ('no_create', 'bob_elsewhere', 'regress_choreo_bob');
+INSERT INTO choreograph.steps (namespace, pipeline, position, step, job)
+VALUES ('public', 'bob_direct', 1, 'who', 'whoami()'),
+       ('public', 'planted', 1, 'steal', 'read_secret()'),
+       ('public', 'alice_flow', 3, 'steal', 'read_secret()');
+SELECT err($$INSERT INTO choreograph.steps (namespace, pipeline, position, step, job)
+              VALUES ('public', 'bob_direct', 2, 'bad', 'priv_two_args(int, int)')$$);
+SELECT choreo_run('bob_direct')->'bag';
+INSERT INTO choreograph.buffers (namespace, name, target, max_batch, owner)
+VALUES ('public', 'planted', 'secrets', 10, 'regress_choreo_alice');
+SELECT err($$INSERT INTO choreograph.buffers (namespace, name, target, max_batch, owner)
+              VALUES ('public', 'bob_buffer', 'choreo_steps', 10, 'regress_choreo_bob')$$);
+RESET ROLE;
+SELECT schema, pipeline, position, step, job FROM choreo_steps
+ WHERE pipeline IN ('bob_direct', 'planted', 'alice_flow', 'bob_elsewhere') ORDER BY 1, 2, 3;
+SELECT count(*) AS planted FROM choreograph.pipelines WHERE name IN ('planted', 'bob_elsewhere');
+SELECT count(*) AS planted FROM choreograph.buffers;
+SELECT choreo_drop_pipeline('bob_direct');
+DROP SCHEMA no_create;
+DROP FUNCTION priv_two_args(int, int);
 
 -- steps run with the caller's privileges: table rights
 SELECT choreo_add_step('secret_flow', 'read', 'read_secret()');
@@ -94,7 +130,8 @@ SET search_path = trap, pg_catalog, public;
 SELECT 'x'::text = 'x'::text AS planted_operator_works, count(*) AS calls FROM trap_log;
 TRUNCATE trap_log;
 SET ROLE regress_choreo_bob;
-SELECT choreo_add_step('bob_flow', 'who', 'whoami()');
+-- (qualified: trap, first in search_path, is where it would be created)
+SELECT choreo_add_step('public.bob_flow', 'who', 'whoami()');
 SELECT choreo_add_step('bob_flow', 'again', 'whoami()', NULL, 1);
 SELECT choreo_run('bob_flow')->'bag';
 SELECT choreo_remove_step('bob_flow', 'again');
@@ -109,6 +146,7 @@ DROP TABLE trap_log;
 SET ROLE regress_choreo_alice;
 SELECT choreo_add_step('orphan', 'who', 'whoami()');
 RESET ROLE;
+REVOKE CREATE ON SCHEMA public FROM regress_choreo_alice;
 DROP ROLE regress_choreo_alice;
 SET ROLE regress_choreo_bob;
 SELECT err($$SELECT choreo_drop_pipeline('orphan')$$);
@@ -118,4 +156,5 @@ SELECT choreo_drop_pipeline('orphan');
 -- clean up
 SELECT choreo_drop_pipeline(name) FROM choreograph.pipelines ORDER BY name;
 DROP FUNCTION private_job();
+REVOKE CREATE ON SCHEMA public FROM regress_choreo_bob, regress_choreo_team;
 DROP ROLE regress_choreo_bob, regress_choreo_team;

@@ -6,7 +6,11 @@ CREATE DATABASE choreo_upgrade;
 CREATE EXTENSION choreograph VERSION '0.1';
 SELECT extversion FROM pg_extension WHERE extname = 'choreograph';
 CREATE FUNCTION kept() RETURNS text LANGUAGE sql AS $$ SELECT 'kept' $$;
-SELECT choreo_add_step('old', 'one', 'kept()');
+-- a definition as version 0.1 wrote it (the library installed is the
+-- newest, whose functions need the newest layout: they say so until then)
+INSERT INTO choreograph.pipelines (name, owner) VALUES ('old', current_user::regrole);
+INSERT INTO choreograph.steps (pipeline, position, step, job) VALUES ('old', 1, 'one', 'kept()');
+SELECT choreo_run('old');
 ALTER EXTENSION choreograph UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'choreograph';
 SELECT choreo_run('old')->'bag';
@@ -16,7 +20,7 @@ SELECT choreo_fire_forget('upgraded', '{"kind": "after upgrade"}');
 SELECT kind FROM upgraded_events;
 -- the 0.2 objects exist, with their grants
 SELECT has_table_privilege('public', 'choreo_hooks', 'SELECT') AS hooks_view_readable,
-       has_table_privilege('public', 'choreograph.hooks', 'INSERT') AS outbox_writable;
+       has_table_privilege('public', 'choreograph.hooks', 'SELECT') AS outbox_readable;
 -- and the 0.3 ones: the SQLSTATE beside the last error, choreo_discard_hook
 SELECT attname FROM pg_attribute
  WHERE attrelid = 'choreo_hooks'::regclass AND attnum > 0 ORDER BY attnum;
@@ -35,5 +39,50 @@ ALTER EXTENSION choreograph UPDATE TO '0.3';
 SELECT callback, attempts, last_error, last_sqlstate FROM choreo_hooks;
 SELECT count(*) AS my_view_works FROM my_failed_hooks;
 SELECT has_table_privilege('public', 'choreo_hooks', 'SELECT') AS public_may_read;
+\c contrib_regression
+DROP DATABASE choreo_upgrade;
+
+-- an update from 0.3: pipelines and buffers go into schema public, where
+-- their old unqualified names (a trigger's argument, say) find them with the
+-- default search_path, and views and grants on choreo_steps stay as they were
+CREATE DATABASE choreo_upgrade;
+\c choreo_upgrade
+CREATE EXTENSION choreograph VERSION '0.3';
+CREATE FUNCTION err(query text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE query;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+CREATE TABLE orders (id int, item text);
+CREATE TABLE order_events (id serial, payload jsonb);
+CREATE FUNCTION seen(o orders) RETURNS text LANGUAGE sql AS $$ SELECT 'seen ' || o.item $$;
+INSERT INTO choreograph.pipelines (name, owner) VALUES ('order_flow', current_user::regrole),
+                                                        ('Mixed Case', current_user::regrole);
+INSERT INTO choreograph.steps (pipeline, position, step, job)
+    VALUES ('order_flow', 1, 'see', 'seen(orders)'), ('Mixed Case', 1, 'see', 'seen(orders)');
+INSERT INTO choreograph.buffers (name, target, max_batch, owner)
+    VALUES ('order_events', 'order_events', 10, current_user::regrole);
+CREATE TRIGGER orders_flow AFTER INSERT ON orders
+    FOR EACH ROW EXECUTE FUNCTION choreo_trigger('order_flow');
+CREATE TRIGGER orders_capture AFTER INSERT ON orders
+    FOR EACH ROW EXECUTE FUNCTION choreo_capture('order_events');
+CREATE VIEW my_steps AS SELECT pipeline, step FROM choreo_steps;
+REVOKE SELECT ON choreo_steps FROM PUBLIC;
+-- the names a version before 0.4 allowed that must now be quoted are named
+ALTER EXTENSION choreograph UPDATE TO '0.4';
+SELECT * FROM choreo_steps;
+SELECT * FROM choreo_buffers;
+SELECT * FROM my_steps;
+SELECT has_table_privilege('public', 'choreo_steps', 'SELECT') AS public_may_read;
+INSERT INTO orders VALUES (1, 'pen');
+SELECT choreo_bag();
+SELECT payload->>'op' AS op FROM order_events;
+SELECT choreo_run('order_flow', o)->'bag', choreo_run('public.order_flow', o)->'bag' FROM orders o;
+SELECT err($$SELECT choreo_run('Mixed Case')$$);
+SELECT choreo_run('"Mixed Case"', o)->'bag' FROM orders o;
+SELECT choreo_add_step('order_flow', 'again', 'seen(orders)');
+SELECT pipeline, position, step FROM choreo_steps WHERE pipeline = 'order_flow';
 \c contrib_regression
 DROP DATABASE choreo_upgrade;

@@ -61,15 +61,19 @@ typedef struct Batch
 /* An entry of the per-transaction table of pending buffers */
 typedef struct PendingBufferEntry
 {
-	const char *name;			/* hash key: points to buffer->name */
-	PendingBuffer *buffer;		/* the newest pending state of the name */
+	DefinitionId id;			/* hash key */
+	PendingBuffer *buffer;		/* the newest pending state of the definition */
 } PendingBufferEntry;
+
+/* Whether two pending states are of one definition (maybe dropped and made again) */
+#define SameDefinition(a, b) (memcmp(&(a)->id, &(b)->id, sizeof(DefinitionId)) == 0)
 
 static int64 FlushBuffer(PendingBuffer *buffer);
 static void CompactBatches(PendingBuffer *buffer);
 
 static HTAB *pending_buffers = NULL;	/* in TopTransactionContext */
 static PendingBuffer *last_fired = NULL;	/* fast path for firing in a loop */
+static NameRef *last_fired_name = NULL; /* the name it was fired by, resolved */
 static List *pending_order = NIL;	/* of PendingBuffer *, first fired first */
 
 /* Marks the pending buffers of a table (or all) to have it read again */
@@ -171,7 +175,7 @@ PendingBufferCurrent(PendingBuffer *buffer)
 	}
 	if (buffer->def_generation == generation)
 		return true;
-	BufferLookup(buffer->name, &def);
+	BufferLookupId(&buffer->id, &def);
 	if (def.target != buffer->target || def.max_batch != buffer->max_batch)
 	{
 		buffer->outdated = true;
@@ -182,30 +186,41 @@ PendingBufferCurrent(PendingBuffer *buffer)
 }
 
 /*
- * Returns the transaction's pending state of a buffer, setting it up on
- * the first fire into it in this transaction (or since its definition
- * changed): the target is locked as an INSERT would lock it, until the
- * end of the transaction.
+ * Returns the transaction's pending state of the buffer a name (as
+ * written, len bytes) refers to, setting it up on the first fire into it
+ * in this transaction (or since its definition changed): the target is
+ * locked as an INSERT would lock it, until the end of the transaction.
+ * ref, if not NULL, is set to the name's resolution.
  */
 PendingBuffer *
-PendingBufferFor(const char *name)
+PendingBufferFor(const char *written, int len, NameRef **ref)
 {
 	PendingBuffer *buffer;
 	PendingBufferEntry *entry;
+	DefinitionId id;
+	const char *name;
 	BufferDef	def;
 	uint64		generation;
 	Relation	rel;
 	MemoryContext old;
 
+	{
+		NameRef    *resolved = BufferNameLookup(written, len);
+
+		id = *NameRefId(resolved);
+		if (ref != NULL)
+			*ref = resolved;
+	}
+	name = NameStr(id.name);
 	if (pending_buffers != NULL)
 	{
-		entry = hash_search(pending_buffers, &name, HASH_FIND, NULL);
+		entry = hash_search(pending_buffers, &id, HASH_FIND, NULL);
 		if (entry != NULL && PendingBufferCurrent(entry->buffer))
 			return entry->buffer;
 	}
 
 	generation = BufferDefinitionsGeneration();
-	BufferLookup(name, &def);
+	BufferLookupId(&id, &def);
 	rel = try_table_open(def.target, RowExclusiveLock);
 	if (rel == NULL)
 		ereport(ERROR,
@@ -214,9 +229,15 @@ PendingBufferFor(const char *name)
 				 errhint("Drop the buffer and create it again.")));
 
 	if (pending_buffers == NULL)
-		pending_buffers = StringPointerHashCreate("choreograph pending buffers", 16,
-												  sizeof(PendingBufferEntry),
-												  TopTransactionContext);
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(DefinitionId);
+		ctl.entrysize = sizeof(PendingBufferEntry);
+		ctl.hcxt = TopTransactionContext;
+		pending_buffers = hash_create("choreograph pending buffers", 16, &ctl,
+									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
 	{
 		MemoryContext cxt = AllocSetContextCreate(TopTransactionContext,
 												  "choreograph pending buffer",
@@ -226,6 +247,7 @@ PendingBufferFor(const char *name)
 		buffer = palloc0(sizeof(PendingBuffer));
 		buffer->cxt = cxt;
 	}
+	buffer->id = id;
 	buffer->name = pstrdup(name);
 	buffer->target = def.target;
 	buffer->max_batch = def.max_batch;
@@ -236,8 +258,7 @@ PendingBufferFor(const char *name)
 	ReadTargetColumns(buffer, rel);
 	/* the entry names the newest pending state of the name */
 	MemoryContextSwitchTo(TopTransactionContext);
-	entry = hash_search(pending_buffers, &buffer->name, HASH_ENTER, NULL);
-	entry->name = buffer->name;
+	entry = hash_search(pending_buffers, &buffer->id, HASH_ENTER, NULL);
 	entry->buffer = buffer;
 	pending_order = lappend(pending_order, buffer);
 	MemoryContextSwitchTo(old);
@@ -724,7 +745,7 @@ FlushBuffer(PendingBuffer *buffer)
 
 		if (earlier == buffer)
 			break;
-		if (earlier->npending > 0 && strcmp(earlier->name, buffer->name) == 0)
+		if (earlier->npending > 0 && SameDefinition(earlier, buffer))
 			(void) FlushBuffer(earlier);
 	}
 
@@ -910,7 +931,7 @@ CompactBatches(PendingBuffer *buffer)
 static void
 ForgetPendingBuffer(PendingBuffer *buffer)
 {
-	PendingBufferEntry *entry = hash_search(pending_buffers, &buffer->name, HASH_FIND, NULL);
+	PendingBufferEntry *entry = hash_search(pending_buffers, &buffer->id, HASH_FIND, NULL);
 
 	if (buffer == last_fired)
 		last_fired = NULL;
@@ -923,17 +944,13 @@ ForgetPendingBuffer(PendingBuffer *buffer)
 		{
 			PendingBuffer *other = lfirst(lc);
 
-			if (other != buffer && strcmp(other->name, buffer->name) == 0)
+			if (other != buffer && SameDefinition(other, buffer))
 				newest = other;
 		}
 		if (newest != NULL)
-		{
-			/* the same key, in the other state's memory */
-			entry->name = newest->name;
 			entry->buffer = newest;
-		}
 		else
-			hash_search(pending_buffers, &buffer->name, HASH_REMOVE, NULL);
+			hash_search(pending_buffers, &buffer->id, HASH_REMOVE, NULL);
 	}
 	MemoryContextDelete(buffer->cxt);
 }
@@ -1047,18 +1064,29 @@ choreo_fire_forget(PG_FUNCTION_ARGS)
 	PendingBuffer *buffer = NULL;
 
 	PreventInSecurityRestrictedOperation("fire into a buffer");
-	/* firing in a loop names the same buffer again and again */
+	/*
+	 * Firing in a loop names the same buffer again and again: the same name
+	 * as last time, still resolving as it did, is the same buffer.
+	 */
 	if (last_fired != NULL && !PG_ARGISNULL(0))
 	{
 		text	   *name = PG_GETARG_TEXT_PP(0);
 		int			len = VARSIZE_ANY_EXHDR(name);
+		int			last_len;
+		const char *last = NameRefWritten(last_fired_name, &last_len);
 
-		if (strncmp(last_fired->name, VARDATA_ANY(name), len) == 0 &&
-			last_fired->name[len] == '\0' && PendingBufferCurrent(last_fired))
+		if (len == last_len && memcmp(VARDATA_ANY(name), last, len) == 0 &&
+			NameRefHolds(last_fired_name) &&
+			memcmp(NameRefId(last_fired_name), &last_fired->id, sizeof(DefinitionId)) == 0 &&
+			PendingBufferCurrent(last_fired))
 			buffer = last_fired;
 	}
 	if (buffer == NULL)
-		buffer = last_fired = PendingBufferFor(NameArgument(fcinfo, 0, "buffer"));
+	{
+		char	   *name = NameArgument(fcinfo, 0, "buffer");
+
+		buffer = last_fired = PendingBufferFor(name, strlen(name), &last_fired_name);
+	}
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -1091,7 +1119,7 @@ choreo_fire_and_wait(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("item fired into buffer \"%s\" must not be null", name)));
-	buffer = PendingBufferFor(name);
+	buffer = PendingBufferFor(name, strlen(name), NULL);
 	old = BeginDraftMemory(&scratch);
 	DraftItem(buffer, PG_GETARG_JSONB_P(1), &draft);
 	EndDraftMemory(scratch, old);
@@ -1107,34 +1135,51 @@ choreo_fire_and_wait(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(choreo_flush);
 
-/* Writes the pending items of one buffer (or all); returns how many */
+/*
+ * Writes the pending items of one buffer (or all); returns how many.  The
+ * name may also refer to a buffer dropped in this transaction whose items
+ * are still pending: it refers to the first schema of its search path that
+ * has a definition or pending items of that name.
+ */
 Datum
 choreo_flush(PG_FUNCTION_ARGS)
 {
-	char	   *name;
+	DefinitionName name;
+	DefinitionId id;
+	Oid		   *path;
+	int			npath;
+	int			best;
 	int64		written = 0;
-	bool		found = false;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_INT64(BuffersFlushAll());
 
-	name = NameArgument(fcinfo, 0, "buffer");
-	/* the name may have had other definitions earlier in the transaction */
+	ParseDefinitionName(&BufferKind, NameArgument(fcinfo, 0, "buffer"), &name);
+	path = DefinitionSearchPath(&name, &npath);
+	best = npath;
+	if (FindDefinition(&BufferKind, &name, &id))
+		for (best = 0; best < npath && path[best] != id.namespace; best++)
+			;
 	for (int i = 0; i < list_length(pending_order); i++)
 	{
 		PendingBuffer *buffer = list_nth(pending_order, i);
 
-		if (strcmp(buffer->name, name) == 0)
-		{
-			found = true;
-			written += FlushBuffer(buffer);
-		}
+		if (strcmp(buffer->name, name.name) != 0)
+			continue;
+		for (int k = 0; k < best; k++)
+			if (path[k] == buffer->id.namespace)
+				best = k;
 	}
-	if (!found)
-	{
-		BufferDef	def;
+	if (best == npath)
+		DefinitionNotFound(&BufferKind, &name);
 
-		BufferLookup(name, &def);	/* raises for an unknown buffer */
+	/* every pending state of the definition: it may have been made again */
+	for (int i = 0; i < list_length(pending_order); i++)
+	{
+		PendingBuffer *buffer = list_nth(pending_order, i);
+
+		if (buffer->id.namespace == path[best] && strcmp(buffer->name, name.name) == 0)
+			written += FlushBuffer(buffer);
 	}
 	PG_RETURN_INT64(written);
 }

@@ -3,10 +3,12 @@
  *		Buffer definitions: choreo_create_buffer, choreo_drop_buffer, and
  *		the per-backend cache of definitions that firing consults.
  *
- * A definition is a row of choreograph.buffers (name, target table,
- * max_batch, owner).  Like pipeline definitions, the rows are readable by
- * everyone and written, after an ownership check, as the tables' owner;
- * the statement trigger on the table invalidates every backend's cache.
+ * A definition is a row of choreograph.buffers (schema, name, target
+ * table, max_batch, owner).  Like pipeline definitions, the rows are
+ * readable by everyone and written, after an ownership check, as the
+ * tables' owner; a buffer's name is resolved (and a new one's schema
+ * chosen, which needs CREATE on it) as names.c says.  The statement trigger
+ * on the table invalidates every backend's cache.
  */
 #include "postgres.h"
 
@@ -29,12 +31,13 @@
 
 typedef struct BufferCacheEntry
 {
-	const char *name;			/* hash key, points to def.name */
+	DefinitionId id;			/* hash key */
 	BufferDef	def;
 } BufferCacheEntry;
 
 static HTAB *buffer_cache = NULL;
 static MemoryContext buffer_cache_cxt = NULL;
+static NameCache *buffer_names = NULL;	/* names as written, resolved */
 static Oid	buffers_relid = InvalidOid;
 static uint64 buffer_invalidations = 0;
 
@@ -43,6 +46,9 @@ static void
 BufferCacheReset(void)
 {
 	buffer_invalidations++;
+	/* a buffer created or dropped may change what a name refers to */
+	if (buffer_names != NULL)
+		NameCacheReset(buffer_names);
 	if (buffer_cache_cxt != NULL)
 	{
 		MemoryContextDelete(buffer_cache_cxt);
@@ -69,6 +75,7 @@ BuffersChanged(Datum arg, Oid relid)
 void
 BufferCacheInit(void)
 {
+	buffer_names = NameCacheCreate(&BufferKind, TopMemoryContext);
 	CacheRegisterRelcacheCallback(BuffersChanged, (Datum) 0);
 }
 
@@ -85,10 +92,11 @@ BufferDefinitionsGeneration(void)
 
 /* Reads a definition from the table; false when there is none */
 static bool
-LoadBufferDef(const char *name, BufferDef *def)
+LoadBufferDef(const DefinitionId *id, BufferDef *def)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1] = {CStringGetTextDatum(name)};
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2] = {ObjectIdGetDatum(id->namespace),
+	CStringGetTextDatum(NameStr(id->name))};
 	bool		found;
 	bool		isnull;
 
@@ -96,15 +104,17 @@ LoadBufferDef(const char *name, BufferDef *def)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute_with_args("SELECT target::pg_catalog.oid, max_batch, owner::pg_catalog.oid"
 							  "  FROM " CHOREO_SCHEMA ".buffers"
-							  " WHERE name OPERATOR(pg_catalog.=) $1",
-							  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the definition of buffer \"%s\"", name);
+							  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+							  "   AND name OPERATOR(pg_catalog.=) $2",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the definition of buffer \"%s\"", NameStr(id->name));
 	found = SPI_processed == 1;
 	if (found)
 	{
 		HeapTuple	row = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 
+		def->id = *id;
 		def->target = DatumGetObjectId(SPI_getbinval(row, desc, 1, &isnull));
 		def->max_batch = DatumGetInt32(SPI_getbinval(row, desc, 2, &isnull));
 		def->owner = DatumGetObjectId(SPI_getbinval(row, desc, 3, &isnull));
@@ -115,17 +125,16 @@ LoadBufferDef(const char *name, BufferDef *def)
 }
 
 /*
- * Looks a buffer up by name, loading it on first use; raises 42704 when
- * there is no such buffer.  The definition is copied out: the caller's
- * copy is not affected by later invalidations.
+ * Looks a buffer up by its identity, loading it on first use; raises 42704
+ * when there is no such buffer (it was dropped).
  */
 void
-BufferLookup(const char *name, BufferDef *def)
+BufferLookupId(const DefinitionId *id, BufferDef *def)
 {
 	BufferCacheEntry *entry = NULL;
 
 	if (buffer_cache != NULL)
-		entry = hash_search(buffer_cache, &name, HASH_FIND, NULL);
+		entry = hash_search(buffer_cache, id, HASH_FIND, NULL);
 	if (entry == NULL)
 	{
 		BufferDef	loaded;
@@ -135,72 +144,80 @@ BufferLookup(const char *name, BufferDef *def)
 		do
 		{
 			before = buffer_invalidations;
-			if (!LoadBufferDef(name, &loaded))
+			if (!LoadBufferDef(id, &loaded))
 				ereport(ERROR,
 						(errcode(ERRCODE_UNDEFINED_OBJECT),
-						 errmsg("buffer \"%s\" does not exist", name)));
+						 errmsg("buffer \"%s\" does not exist", NameStr(id->name))));
 		} while (before != buffer_invalidations);
 
 		if (buffer_cache == NULL)
 		{
+			HASHCTL		ctl;
+
 			buffer_cache_cxt = AllocSetContextCreate(TopMemoryContext,
 													 "choreograph buffer cache",
 													 ALLOCSET_SMALL_SIZES);
-			buffer_cache = StringPointerHashCreate("choreograph buffer cache", 16,
-												   sizeof(BufferCacheEntry), buffer_cache_cxt);
+			ctl.keysize = sizeof(DefinitionId);
+			ctl.entrysize = sizeof(BufferCacheEntry);
+			ctl.hcxt = buffer_cache_cxt;
+			buffer_cache = hash_create("choreograph buffer cache", 16, &ctl,
+									   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		}
-		loaded.name = MemoryContextStrdup(buffer_cache_cxt, name);
-		entry = hash_search(buffer_cache, &loaded.name, HASH_ENTER, NULL);
-		entry->name = loaded.name;
+		entry = hash_search(buffer_cache, id, HASH_ENTER, NULL);
 		entry->def = loaded;
 	}
 	*def = entry->def;
-	def->name = NULL;			/* the cache's copy may go away */
+}
+
+/*
+ * The buffer a name (as written, len bytes) refers to for the current role
+ * and search path; raises when there is none.  Valid until the next call.
+ */
+const DefinitionId *
+BufferResolve(const char *written, int len)
+{
+	return NameCacheResolve(buffer_names, written, len);
+}
+
+/* The same, as the name's entry in the cache of resolved names */
+NameRef *
+BufferNameLookup(const char *written, int len)
+{
+	return NameCacheLookup(buffer_names, written, len);
 }
 
 /* Locks a buffer's row and checks that the caller may change it */
 static void
-LockOwnedBuffer(ExtensionWrite *write, const char *name)
+LockOwnedBuffer(ExtensionWrite *write, const DefinitionName *name, const DefinitionId *id)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1] = {CStringGetTextDatum(name)};
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2] = {ObjectIdGetDatum(id->namespace),
+	CStringGetTextDatum(NameStr(id->name))};
 	bool		isnull;
 	Oid			owner;
 
 	if (ExecuteExtensionQuery("SELECT owner::pg_catalog.oid FROM " CHOREO_SCHEMA ".buffers"
-							  " WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-							  1, argtypes, args, SPI_OK_SELECT) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("buffer \"%s\" does not exist", name)));
+							  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+							  "   AND name OPERATOR(pg_catalog.=) $2 FOR UPDATE",
+							  2, argtypes, args, SPI_OK_SELECT) == 0)
+		DefinitionNotFound(&BufferKind, name);
 	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
 	if (!has_privs_of_role(write->caller, owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of buffer \"%s\"", name)));
+				 errmsg("must be owner of buffer \"%s\"", name->display)));
 }
 
-PG_FUNCTION_INFO_V1(choreo_create_buffer);
-
-/* Defines a buffer writing into a table, owned by the caller */
-Datum
-choreo_create_buffer(PG_FUNCTION_ARGS)
+/*
+ * Checks that a buffer can write into a table: a plain or partitioned
+ * table, not a temporary one.
+ */
+void
+ValidateBufferTarget(const char *name, Oid target)
 {
-	char	   *name = NameArgument(fcinfo, 0, "buffer");
-	Oid			target;
-	int32		max_batch;
-	char		relkind;
-	ExtensionWrite write;
-	Oid			argtypes[4] = {TEXTOID, OIDOID, INT4OID, OIDOID};
-	Datum		args[4];
+	char		relkind = get_rel_relkind(target);
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("target table of buffer \"%s\" must not be null", name)));
-	target = PG_GETARG_OID(1);
-	relkind = get_rel_relkind(target);
 	if (relkind == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -216,6 +233,32 @@ choreo_create_buffer(PG_FUNCTION_ARGS)
 				 errmsg("buffer \"%s\" cannot write into temporary table \"%s\"",
 						name, get_rel_name(target)),
 				 errdetail("A buffer is defined for every session and outlives this one; a temporary table does not.")));
+}
+
+PG_FUNCTION_INFO_V1(choreo_create_buffer);
+
+/* Defines a buffer writing into a table, owned by the caller */
+Datum
+choreo_create_buffer(PG_FUNCTION_ARGS)
+{
+	char	   *written = NameArgument(fcinfo, 0, "buffer");
+	DefinitionName parsed;
+	DefinitionId id;
+	const char *name;
+	Oid			target;
+	int32		max_batch;
+	ExtensionWrite write;
+	Oid			argtypes[5] = {OIDOID, TEXTOID, OIDOID, INT4OID, OIDOID};
+	Datum		args[5];
+
+	ParseDefinitionName(&BufferKind, written, &parsed);
+	name = parsed.display;
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("target table of buffer \"%s\" must not be null", name)));
+	target = PG_GETARG_OID(1);
+	ValidateBufferTarget(name, target);
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -228,15 +271,20 @@ choreo_create_buffer(PG_FUNCTION_ARGS)
 				 errdetail("A buffer writes between 1 and %d rows per statement.",
 						   MAX_BATCH_LIMIT)));
 
+	/* as the caller, with the caller's search_path: needs CREATE there */
+	DefinitionCreationId(&BufferKind, &parsed, &id);
+
 	BeginExtensionWrite(&write, true);
-	args[0] = CStringGetTextDatum(name);
-	args[1] = ObjectIdGetDatum(target);
-	args[2] = Int32GetDatum(max_batch);
-	args[3] = ObjectIdGetDatum(write.caller);
-	if (ExecuteExtensionQuery("INSERT INTO " CHOREO_SCHEMA ".buffers (name, target, max_batch, owner)"
-							  " VALUES ($1, $2::pg_catalog.regclass, $3, $4::pg_catalog.regrole)"
-							  " ON CONFLICT (name) DO NOTHING",
-							  4, argtypes, args, SPI_OK_INSERT) == 0)
+	args[0] = ObjectIdGetDatum(id.namespace);
+	args[1] = CStringGetTextDatum(NameStr(id.name));
+	args[2] = ObjectIdGetDatum(target);
+	args[3] = Int32GetDatum(max_batch);
+	args[4] = ObjectIdGetDatum(write.caller);
+	if (ExecuteExtensionQuery("INSERT INTO " CHOREO_SCHEMA ".buffers (namespace, name, target, max_batch, owner)"
+							  " VALUES ($1::pg_catalog.regnamespace, $2, $3::pg_catalog.regclass, $4,"
+							  "         $5::pg_catalog.regrole)"
+							  " ON CONFLICT (namespace, name) DO NOTHING",
+							  5, argtypes, args, SPI_OK_INSERT) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("buffer \"%s\" already exists", name)));
@@ -253,17 +301,26 @@ PG_FUNCTION_INFO_V1(choreo_drop_buffer);
 Datum
 choreo_drop_buffer(PG_FUNCTION_ARGS)
 {
-	char	   *name = NameArgument(fcinfo, 0, "buffer");
+	char	   *written = NameArgument(fcinfo, 0, "buffer");
+	DefinitionName name;
+	DefinitionId id;
+	bool		found;
 	ExtensionWrite write;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
 
+	ParseDefinitionName(&BufferKind, written, &name);
+	found = FindDefinition(&BufferKind, &name, &id);
+	if (!found)
+		DefinitionNotFound(&BufferKind, &name);
 	BeginExtensionWrite(&write, true);
-	LockOwnedBuffer(&write, name);
-	args[0] = CStringGetTextDatum(name);
+	LockOwnedBuffer(&write, &name, &id);
+	args[0] = ObjectIdGetDatum(id.namespace);
+	args[1] = CStringGetTextDatum(NameStr(id.name));
 	ExecuteExtensionQuery("DELETE FROM " CHOREO_SCHEMA ".buffers"
-						  " WHERE name OPERATOR(pg_catalog.=) $1",
-						  1, argtypes, args, SPI_OK_DELETE);
+						  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+						  "   AND name OPERATOR(pg_catalog.=) $2",
+						  2, argtypes, args, SPI_OK_DELETE);
 	EndExtensionWrite(&write);
 	PG_RETURN_VOID();
 }

@@ -45,7 +45,8 @@ typedef struct BufferItem
 struct PendingBuffer
 {
 	MemoryContext cxt;			/* everything below, batches included */
-	char	   *name;			/* hash key */
+	DefinitionId id;			/* hash key: the definition's identity */
+	char	   *name;			/* its name in its schema, for messages */
 	Oid			target;
 	int			max_batch;
 	char	   *target_name;	/* schema-qualified and quoted, for messages */

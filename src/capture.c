@@ -28,7 +28,7 @@ choreo_capture(PG_FUNCTION_ARGS)
 	PendingBuffer *buffer;
 
 	PreventInSecurityRestrictedOperation("capture a change into a buffer");
-	buffer = PendingBufferFor(trigger->tgargs[0]);
+	buffer = PendingBufferFor(trigger->tgargs[0], strlen(trigger->tgargs[0]), NULL);
 
 	BufferFireJsonb(buffer, PendingBufferColumn(buffer, column),
 					TriggerEnvelope(trigdata, fcinfo->flinfo));

@@ -6,10 +6,11 @@
  *
  * Definitions are rows of choreograph.pipelines and choreograph.steps.
  * Those tables are readable by everyone but writable only by their owner
- * (the role that created the extension): the functions here check that the
- * caller owns the pipeline, then write as the tables' owner, with a fixed
- * search_path so that nothing of the caller's can be resolved with the
- * owner's rights.
+ * (the role that created the extension): the functions here resolve the
+ * pipeline's name as the caller (names.c: a new pipeline needs CREATE on
+ * its schema), check that the caller owns it, then write as the tables'
+ * owner, with a fixed search_path so that nothing of the caller's can be
+ * resolved with the owner's rights.
  */
 #include "postgres.h"
 
@@ -36,7 +37,7 @@
  * Checks that a function can serve as a step's precheck or job: a plain
  * function, not returning a set, taking zero or one argument of a real type.
  */
-static void
+void
 ValidateStepFunction(Oid function, const char *role, const char *pipeline,
 					 const char *step)
 {
@@ -94,16 +95,18 @@ ValidateStepFunction(Oid function, const char *role, const char *pipeline,
  * Returns false (having locked nothing) when the pipeline does not exist.
  */
 static bool
-LockOwnedPipeline(ExtensionWrite *write, const char *pipeline)
+LockOwnedPipeline(ExtensionWrite *write, const DefinitionId *id, const char *display)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1] = {CStringGetTextDatum(pipeline)};
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2] = {ObjectIdGetDatum(id->namespace),
+	CStringGetTextDatum(NameStr(id->name))};
 	bool		isnull;
 	Oid			owner;
 
 	if (ExecuteExtensionQuery("SELECT owner::pg_catalog.oid FROM " CHOREO_SCHEMA ".pipelines"
-							   " WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-							   1, argtypes, args, SPI_OK_SELECT) == 0)
+							  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+							  "   AND name OPERATOR(pg_catalog.=) $2 FOR UPDATE",
+							  2, argtypes, args, SPI_OK_SELECT) == 0)
 		return false;
 
 	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
@@ -114,46 +117,58 @@ LockOwnedPipeline(ExtensionWrite *write, const char *pipeline)
 
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of pipeline \"%s\"", pipeline),
+				 errmsg("must be owner of pipeline \"%s\"", display),
 				 owner_name != NULL ?
 				 errdetail("Pipeline \"%s\" belongs to role \"%s\".",
-						   pipeline, owner_name) :
+						   display, owner_name) :
 				 errdetail("Pipeline \"%s\" belongs to a role that was dropped (OID %u).",
-						   pipeline, owner)));
+						   display, owner)));
 	}
 	return true;
 }
 
+/*
+ * Finds the pipeline a name argument refers to, locks it and checks that
+ * the caller may change it; raises 42704 when there is none.
+ */
 static void
-PipelineNotFound(const char *pipeline)
+LockNamedPipeline(ExtensionWrite *write, const DefinitionName *name, const DefinitionId *id,
+				  bool found)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("pipeline \"%s\" does not exist", pipeline)));
+	if (!found || !LockOwnedPipeline(write, id, name->display))
+		DefinitionNotFound(&PipelineKind, name);
 }
 
 PG_FUNCTION_INFO_V1(choreo_add_step);
 
 /*
- * Appends a step to a pipeline, or inserts it at a 1-based position; the
- * pipeline is created, owned by the caller, if it does not exist yet.
+ * Appends a step to a pipeline, or inserts it at a 1-based position.  The
+ * name is looked up as a run looks it up; when it finds no pipeline, one is
+ * created, owned by the caller, in the named schema or the first schema of
+ * search_path, which needs CREATE on it.
  */
 Datum
 choreo_add_step(PG_FUNCTION_ARGS)
 {
-	char	   *pipeline = NameArgument(fcinfo, 0, "pipeline");
+	char	   *written = NameArgument(fcinfo, 0, "pipeline");
 	char	   *step = NameArgument(fcinfo, 1, "step");
+	DefinitionName name;
+	DefinitionId id;
+	bool		exists;
+	const char *pipeline;
 	Oid			job;
 	Oid			precheck = InvalidOid;
 	ExtensionWrite write;
-	Oid			owner_argtypes[2] = {TEXTOID, OIDOID};
-	Oid			argtypes[5] = {TEXTOID, TEXTOID, INT4OID, OIDOID, OIDOID};
-	Datum		args[5] = {0};
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			pipeline_argtypes[3] = {OIDOID, TEXTOID, OIDOID};
+	Oid			argtypes[6] = {OIDOID, TEXTOID, TEXTOID, INT4OID, OIDOID, OIDOID};
+	Datum		args[6] = {0};
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	int64		nsteps;
 	int32		position;
 
+	ParseDefinitionName(&PipelineKind, written, &name);
+	pipeline = name.display;
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -171,24 +186,29 @@ choreo_add_step(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("position %d is out of range", PG_GETARG_INT32(4)),
 				 errdetail("Positions start at 1.")));
+	/* as the caller, with the caller's search_path */
+	exists = FindOrChooseDefinition(&PipelineKind, &name, &id);
 
 	BeginExtensionWrite(&write, true);
 
-	args[0] = CStringGetTextDatum(pipeline);
-	args[1] = ObjectIdGetDatum(write.caller);
-	ExecuteExtensionQuery("INSERT INTO " CHOREO_SCHEMA ".pipelines (name, owner)"
-						   " VALUES ($1, $2::pg_catalog.regrole)"
-						   " ON CONFLICT (name) DO NOTHING",
-						   2, owner_argtypes, args, SPI_OK_INSERT);
-	if (!LockOwnedPipeline(&write, pipeline))
-		PipelineNotFound(pipeline); /* dropped concurrently */
+	args[0] = ObjectIdGetDatum(id.namespace);
+	args[1] = CStringGetTextDatum(NameStr(id.name));
+	args[2] = ObjectIdGetDatum(write.caller);
+	if (!exists)
+		ExecuteExtensionQuery("INSERT INTO " CHOREO_SCHEMA ".pipelines (namespace, name, owner)"
+							  " VALUES ($1::pg_catalog.regnamespace, $2, $3::pg_catalog.regrole)"
+							  " ON CONFLICT (namespace, name) DO NOTHING",
+							  3, pipeline_argtypes, args, SPI_OK_INSERT);
+	if (!LockOwnedPipeline(&write, &id, pipeline))
+		DefinitionNotFound(&PipelineKind, &name);	/* dropped concurrently */
 
-	args[1] = CStringGetTextDatum(step);
+	args[2] = CStringGetTextDatum(step);
 	ExecuteExtensionQuery("SELECT pg_catalog.count(*),"
-						   "       pg_catalog.count(*) FILTER (WHERE step OPERATOR(pg_catalog.=) $2)"
-						   "  FROM " CHOREO_SCHEMA ".steps"
-						   " WHERE pipeline OPERATOR(pg_catalog.=) $1",
-						   2, argtypes, args, SPI_OK_SELECT);
+						  "       pg_catalog.count(*) FILTER (WHERE step OPERATOR(pg_catalog.=) $3)"
+						  "  FROM " CHOREO_SCHEMA ".steps"
+						  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+						  "   AND pipeline OPERATOR(pg_catalog.=) $2",
+						  3, argtypes, args, SPI_OK_SELECT);
 	nsteps = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										 SPI_tuptable->tupdesc, 1, &isnull));
 	if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
@@ -206,24 +226,25 @@ choreo_add_step(PG_FUNCTION_ARGS)
 						position, pipeline),
 				 errdetail("The pipeline has %lld steps; a new step's position must be between 1 and %lld.",
 						   (long long) nsteps, (long long) nsteps + 1)));
-	args[2] = Int32GetDatum(position);
+	args[3] = Int32GetDatum(position);
 
 	if (position <= nsteps)
 		ExecuteExtensionQuery("UPDATE " CHOREO_SCHEMA ".steps"
-							   "   SET position = position OPERATOR(pg_catalog.+) 1"
-							   " WHERE pipeline OPERATOR(pg_catalog.=) $1"
-							   "   AND position OPERATOR(pg_catalog.>=) $3",
-							   3, argtypes, args, SPI_OK_UPDATE);
+							  "   SET position = position OPERATOR(pg_catalog.+) 1"
+							  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+							  "   AND pipeline OPERATOR(pg_catalog.=) $2"
+							  "   AND position OPERATOR(pg_catalog.>=) $4",
+							  4, argtypes, args, SPI_OK_UPDATE);
 
-	args[3] = ObjectIdGetDatum(job);
-	args[4] = ObjectIdGetDatum(precheck);
+	args[4] = ObjectIdGetDatum(job);
+	args[5] = ObjectIdGetDatum(precheck);
 	if (!OidIsValid(precheck))
-		nulls[4] = 'n';
+		nulls[5] = 'n';
 	if (SPI_execute_with_args("INSERT INTO " CHOREO_SCHEMA ".steps"
-							  " (pipeline, step, position, job, precheck)"
-							  " VALUES ($1, $2, $3, $4::pg_catalog.regprocedure,"
-							  "         $5::pg_catalog.regprocedure)",
-							  5, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
+							  " (namespace, pipeline, step, position, job, precheck)"
+							  " VALUES ($1::pg_catalog.regnamespace, $2, $3, $4,"
+							  "         $5::pg_catalog.regprocedure, $6::pg_catalog.regprocedure)",
+							  6, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert step \"%s\" of pipeline \"%s\"", step, pipeline);
 
 	EndExtensionWrite(&write);
@@ -236,35 +257,42 @@ PG_FUNCTION_INFO_V1(choreo_remove_step);
 Datum
 choreo_remove_step(PG_FUNCTION_ARGS)
 {
-	char	   *pipeline = NameArgument(fcinfo, 0, "pipeline");
+	char	   *written = NameArgument(fcinfo, 0, "pipeline");
 	char	   *step = NameArgument(fcinfo, 1, "step");
+	DefinitionName name;
+	DefinitionId id;
+	bool		found;
 	ExtensionWrite write;
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
-	Datum		args[3];
+	Oid			argtypes[4] = {OIDOID, TEXTOID, TEXTOID, INT4OID};
+	Datum		args[4];
 	bool		isnull;
 
+	ParseDefinitionName(&PipelineKind, written, &name);
+	found = FindDefinition(&PipelineKind, &name, &id);
 	BeginExtensionWrite(&write, true);
-	if (!LockOwnedPipeline(&write, pipeline))
-		PipelineNotFound(pipeline);
+	LockNamedPipeline(&write, &name, &id, found);
 
-	args[0] = CStringGetTextDatum(pipeline);
-	args[1] = CStringGetTextDatum(step);
+	args[0] = ObjectIdGetDatum(id.namespace);
+	args[1] = CStringGetTextDatum(NameStr(id.name));
+	args[2] = CStringGetTextDatum(step);
 	if (ExecuteExtensionQuery("DELETE FROM " CHOREO_SCHEMA ".steps"
-							   " WHERE pipeline OPERATOR(pg_catalog.=) $1"
-							   "   AND step OPERATOR(pg_catalog.=) $2"
-							   " RETURNING position",
-							   2, argtypes, args, SPI_OK_DELETE_RETURNING) == 0)
+							  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+							  "   AND pipeline OPERATOR(pg_catalog.=) $2"
+							  "   AND step OPERATOR(pg_catalog.=) $3"
+							  " RETURNING position",
+							  3, argtypes, args, SPI_OK_DELETE_RETURNING) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("step \"%s\" of pipeline \"%s\" does not exist",
-						step, pipeline)));
-	args[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+						step, name.display)));
+	args[3] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
 	ExecuteExtensionQuery("UPDATE " CHOREO_SCHEMA ".steps"
-						   "   SET position = position OPERATOR(pg_catalog.-) 1"
-						   " WHERE pipeline OPERATOR(pg_catalog.=) $1"
-						   "   AND position OPERATOR(pg_catalog.>) $3",
-						   3, argtypes, args, SPI_OK_UPDATE);
+						  "   SET position = position OPERATOR(pg_catalog.-) 1"
+						  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+						  "   AND pipeline OPERATOR(pg_catalog.=) $2"
+						  "   AND position OPERATOR(pg_catalog.>) $4",
+						  4, argtypes, args, SPI_OK_UPDATE);
 
 	EndExtensionWrite(&write);
 	PG_RETURN_VOID();
@@ -276,19 +304,25 @@ PG_FUNCTION_INFO_V1(choreo_drop_pipeline);
 Datum
 choreo_drop_pipeline(PG_FUNCTION_ARGS)
 {
-	char	   *pipeline = NameArgument(fcinfo, 0, "pipeline");
+	char	   *written = NameArgument(fcinfo, 0, "pipeline");
+	DefinitionName name;
+	DefinitionId id;
+	bool		found;
 	ExtensionWrite write;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
 
+	ParseDefinitionName(&PipelineKind, written, &name);
+	found = FindDefinition(&PipelineKind, &name, &id);
 	BeginExtensionWrite(&write, true);
-	if (!LockOwnedPipeline(&write, pipeline))
-		PipelineNotFound(pipeline);
+	LockNamedPipeline(&write, &name, &id, found);
 
-	args[0] = CStringGetTextDatum(pipeline);
+	args[0] = ObjectIdGetDatum(id.namespace);
+	args[1] = CStringGetTextDatum(NameStr(id.name));
 	ExecuteExtensionQuery("DELETE FROM " CHOREO_SCHEMA ".pipelines"
-						   " WHERE name OPERATOR(pg_catalog.=) $1",
-						   1, argtypes, args, SPI_OK_DELETE);
+						  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+						  "   AND name OPERATOR(pg_catalog.=) $2",
+						  2, argtypes, args, SPI_OK_DELETE);
 
 	EndExtensionWrite(&write);
 	PG_RETURN_VOID();

@@ -103,6 +103,7 @@ _PG_init(void)
 {
 	choreo_preloaded = process_shared_preload_libraries_in_progress;
 	DefineSettings();
+	NamesInit();
 	PipelineCacheInit();
 	BufferCacheInit();
 	TransactionCallbacksInit();

@@ -78,7 +78,8 @@ typedef struct PipelineStep
  */
 typedef struct Pipeline
 {
-	char	   *name;
+	char	   *name;			/* its name in its schema */
+	Oid			namespace;
 	MemoryContext cxt;
 	int			nsteps;
 	PipelineStep *steps;
@@ -96,16 +97,79 @@ typedef struct Pipeline
 /* pipeline_cache.c */
 extern void PipelineCacheInit(void);
 extern Pipeline *PipelineAcquire(const char *name);
+
+/* What a call site keeps to find its pipeline again without hashing */
+typedef struct PipelineRef
+{
+	struct NameCacheEntry *name;	/* the name's resolution (a NameRef) */
+	Pipeline   *pipeline;		/* what it found; not pinned */
+	uint64		generation;		/* the cache's invalidations when found */
+} PipelineRef;
+
+extern Pipeline *PipelineAcquireRef(const char *name, int len, PipelineRef *ref);
 extern void PipelineRelease(Pipeline *pipeline);
 extern void PipelineCheckCallable(Pipeline *pipeline);
 extern void PipelineCheckStillCallable(Pipeline *pipeline, int stepno,
 									   StepFunction *function, const char *role);
 extern void PipelineCacheReset(void);
 
+/* catalog.c */
+extern void ValidateStepFunction(Oid function, const char *role, const char *pipeline,
+								 const char *step);
+
 /* util.c */
 extern Oid	ChoreoRelationOid(const char *relname, bool missing_ok);
 extern char *NameArgument(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void PreventInSecurityRestrictedOperation(const char *action);
+
+/* names.c: names of pipelines and buffers, which belong to schemas */
+typedef struct DefinitionKind
+{
+	const char *noun;			/* "pipeline", "buffer": for messages */
+	const char *table;			/* its table in CHOREO_SCHEMA */
+} DefinitionKind;
+
+extern const DefinitionKind PipelineKind;
+extern const DefinitionKind BufferKind;
+
+/* A definition's identity: its schema and its name in it (a hash key) */
+typedef struct DefinitionId
+{
+	Oid			namespace;
+	NameData	name;
+} DefinitionId;
+
+/* A name as written, parsed */
+typedef struct DefinitionName
+{
+	List	   *names;			/* of String, as stringToQualifiedNameList */
+	char	   *schema;			/* NULL when unqualified */
+	char	   *name;
+	char	   *display;		/* schema.name or name, for messages */
+} DefinitionName;
+
+typedef struct NameCache NameCache;
+typedef struct NameCacheEntry NameRef;	/* a name as written, and what it resolved to */
+
+extern void NamesInit(void);
+extern void ParseDefinitionName(const DefinitionKind *kind, const char *written,
+								DefinitionName *out);
+extern Oid *DefinitionSearchPath(const DefinitionName *name, int *count);
+extern bool FindDefinition(const DefinitionKind *kind, const DefinitionName *name,
+						   DefinitionId *id);
+extern void DefinitionCreationId(const DefinitionKind *kind, const DefinitionName *name,
+								 DefinitionId *id);
+extern bool FindOrChooseDefinition(const DefinitionKind *kind, const DefinitionName *name,
+								   DefinitionId *id);
+extern void DefinitionNotFound(const DefinitionKind *kind,
+							   const DefinitionName *name) pg_attribute_noreturn();
+extern NameCache *NameCacheCreate(const DefinitionKind *kind, MemoryContext parent);
+extern void NameCacheReset(NameCache *cache);
+extern const DefinitionId *NameCacheResolve(NameCache *cache, const char *written, int len);
+extern NameRef *NameCacheLookup(NameCache *cache, const char *written, int len);
+extern bool NameRefHolds(NameRef *ref);
+extern const DefinitionId *NameRefId(NameRef *ref);
+extern const char *NameRefWritten(NameRef *ref, int *len);
 
 /* What BeginExtensionWrite changed, for EndExtensionWrite to undo */
 typedef struct ExtensionWrite
@@ -219,7 +283,7 @@ typedef struct RunInput
 	FmgrInfo   *trigger_flinfo; /* its call info, which caches the envelope's layout */
 } RunInput;
 
-extern Jsonb *RunPipeline(const char *pipeline_name, RunInput *input,
+extern Jsonb *RunPipeline(const char *pipeline_name, PipelineRef *ref, RunInput *input,
 						  bool try_only, bool want_report);
 
 /* trigger.c */
@@ -318,20 +382,23 @@ extern void CallHookFunction(Oid callback, Jsonb *payload, Oid userid);
 /* buffer_catalog.c: buffer definitions */
 typedef struct BufferDef
 {
-	char	   *name;
+	DefinitionId id;
 	Oid			target;
 	int			max_batch;
 	Oid			owner;
 } BufferDef;
 
 extern void BufferCacheInit(void);
-extern void BufferLookup(const char *name, BufferDef *def);
+extern void ValidateBufferTarget(const char *name, Oid target);
+extern void BufferLookupId(const DefinitionId *id, BufferDef *def);
+extern const DefinitionId *BufferResolve(const char *written, int len);
+extern NameRef *BufferNameLookup(const char *written, int len);
 extern uint64 BufferDefinitionsGeneration(void);
 
 /* buffer.c: batched buffers */
 typedef struct PendingBuffer PendingBuffer;
 
-extern PendingBuffer *PendingBufferFor(const char *name);
+extern PendingBuffer *PendingBufferFor(const char *written, int len, NameRef **ref);
 extern int	PendingBufferColumn(PendingBuffer *buffer, const char *column);
 extern void BufferFireJsonb(PendingBuffer *buffer, int column, Jsonb *document);
 extern bool BuffersPending(void);

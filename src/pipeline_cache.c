@@ -11,6 +11,10 @@
  * commits, and undoes on rollback.  Changes to a function a step uses
  * arrive as pg_proc syscache invalidations; role changes as pg_authid and
  * pg_auth_members ones, which only force the EXECUTE checks to be redone.
+ *
+ * Pipelines are cached by identity (schema, name); the name a run is given
+ * is resolved to one through names.c's cache, which checks on every call
+ * that the search path and role it was resolved for still hold.
  */
 #include "postgres.h"
 
@@ -32,11 +36,12 @@
 
 typedef struct PipelineCacheEntry
 {
-	const char *name;			/* hash key: points to pipeline->name */
+	DefinitionId id;			/* hash key */
 	Pipeline   *pipeline;
 } PipelineCacheEntry;
 
 static HTAB *pipeline_cache = NULL;
+static NameCache *pipeline_names = NULL;	/* names as written, resolved */
 static MemoryContext pipeline_cache_cxt = NULL;
 
 /* the definition tables, as known when definitions were last loaded */
@@ -68,13 +73,15 @@ PipelineCacheReset(void)
 	invalidation_count++;
 	if (pipeline_cache == NULL)
 		return;
+	/* a pipeline created or dropped may change what a name refers to */
+	NameCacheReset(pipeline_names);
 
 	hash_seq_init(&status, pipeline_cache);
 	while ((entry = hash_seq_search(&status)) != NULL)
 	{
 		Pipeline   *pipeline = entry->pipeline;
 
-		hash_search(pipeline_cache, &entry->name, HASH_REMOVE, NULL);
+		hash_search(pipeline_cache, &entry->id, HASH_REMOVE, NULL);
 		PipelineDiscard(pipeline);
 	}
 }
@@ -125,7 +132,7 @@ FunctionChanged(Datum arg, int cacheid, uint32 hashvalue)
 			if (FunctionMatchesHash(step->precheck, hashvalue) ||
 				FunctionMatchesHash(&step->job, hashvalue))
 			{
-				hash_search(pipeline_cache, &entry->name, HASH_REMOVE, NULL);
+				hash_search(pipeline_cache, &entry->id, HASH_REMOVE, NULL);
 				PipelineDiscard(pipeline);
 				break;
 			}
@@ -147,8 +154,16 @@ PipelineCacheInit(void)
 	pipeline_cache_cxt = AllocSetContextCreate(TopMemoryContext,
 											   "choreograph pipeline cache",
 											   ALLOCSET_DEFAULT_SIZES);
-	pipeline_cache = StringPointerHashCreate("choreograph pipeline cache", 64,
-											 sizeof(PipelineCacheEntry), pipeline_cache_cxt);
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(DefinitionId);
+		ctl.entrysize = sizeof(PipelineCacheEntry);
+		ctl.hcxt = pipeline_cache_cxt;
+		pipeline_cache = hash_create("choreograph pipeline cache", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	pipeline_names = NameCacheCreate(&PipelineKind, pipeline_cache_cxt);
 
 	CacheRegisterRelcacheCallback(DefinitionsChanged, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, FunctionChanged, (Datum) 0);
@@ -199,20 +214,23 @@ CompareStepKeys(const void *a, const void *b, void *arg)
  * half-way leaves nothing behind; the caller adopts it on success.
  */
 static Pipeline *
-LoadPipeline(const char *name)
+LoadPipeline(const DefinitionId *id)
 {
 	static const char *query =
 		"SELECT s.step, s.precheck::pg_catalog.oid, s.job::pg_catalog.oid"
 		"  FROM " CHOREO_SCHEMA ".pipelines p"
 		"  LEFT JOIN " CHOREO_SCHEMA ".steps s"
-		"    ON s.pipeline OPERATOR(pg_catalog.=) p.name"
-		" WHERE p.name OPERATOR(pg_catalog.=) $1"
+		"    ON s.namespace OPERATOR(pg_catalog.=) p.namespace"
+		"   AND s.pipeline OPERATOR(pg_catalog.=) p.name"
+		" WHERE p.namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+		"   AND p.name OPERATOR(pg_catalog.=) $2"
 		" ORDER BY s.position";
+	const char *name = NameStr(id->name);
 	MemoryContext cxt;
 	MemoryContext old;
 	Pipeline   *pipeline;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
 	int			rc;
 	uint64		nrows;
 
@@ -221,12 +239,14 @@ LoadPipeline(const char *name)
 	pipeline = MemoryContextAllocZero(cxt, sizeof(Pipeline));
 	pipeline->cxt = cxt;
 	pipeline->name = MemoryContextStrdup(cxt, name);
+	pipeline->namespace = id->namespace;
 	MemoryContextSetIdentifier(cxt, pipeline->name);
 
-	args[0] = CStringGetTextDatum(name);
+	args[0] = ObjectIdGetDatum(id->namespace);
+	args[1] = CStringGetTextDatum(name);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_with_args(query, 1, argtypes, args, NULL, false, 0);
+	rc = SPI_execute_with_args(query, 2, argtypes, args, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read the definition of pipeline \"%s\": %s",
 			 name, SPI_result_code_string(rc));
@@ -278,17 +298,15 @@ LoadPipeline(const char *name)
 	return pipeline;
 }
 
-/*
- * Returns the named pipeline, loading it on first use, pinned for the
- * caller, who must PipelineRelease it (also on error).
- */
-Pipeline *
-PipelineAcquire(const char *name)
+/* Returns a pipeline by identity, loading it on first use, pinned */
+static Pipeline *
+PipelineAcquireId(const DefinitionId *resolved)
 {
 	PipelineCacheEntry *entry;
 	Pipeline   *pipeline;
+	DefinitionId id = *resolved;	/* resolving again (invalidations) may change it */
 
-	entry = hash_search(pipeline_cache, &name, HASH_FIND, NULL);
+	entry = hash_search(pipeline_cache, &id, HASH_FIND, NULL);
 	if (entry != NULL)
 		pipeline = entry->pipeline;
 	else
@@ -301,18 +319,59 @@ PipelineAcquire(const char *name)
 		{
 			uint64		before = invalidation_count;
 
-			pipeline = LoadPipeline(name);
+			pipeline = LoadPipeline(&id);
 			if (invalidation_count == before)
 				break;
 			MemoryContextDelete(pipeline->cxt);
 			CHECK_FOR_INTERRUPTS();
 		}
 		MemoryContextSetParent(pipeline->cxt, pipeline_cache_cxt);
-		entry = hash_search(pipeline_cache, &pipeline->name, HASH_ENTER, NULL);
-		entry->name = pipeline->name;
+		entry = hash_search(pipeline_cache, &id, HASH_ENTER, NULL);
 		entry->pipeline = pipeline;
 	}
 	pipeline->pins++;
+	return pipeline;
+}
+
+/*
+ * Returns the pipeline a name (as written) refers to for the current role
+ * and search path, loading it on first use, pinned for the caller, who
+ * must PipelineRelease it (also on error).
+ */
+Pipeline *
+PipelineAcquire(const char *name)
+{
+	return PipelineAcquireId(NameCacheResolve(pipeline_names, name, strlen(name)));
+}
+
+/*
+ * PipelineAcquire for a call site that keeps a PipelineRef (zeroed at
+ * first): the same name again, resolved as before, finds the same pipeline
+ * without hashing anything, as long as no invalidation arrived (the only
+ * way a cached pipeline is freed) and the name's resolution holds.
+ */
+Pipeline *
+PipelineAcquireRef(const char *name, int len, PipelineRef *ref)
+{
+	Pipeline   *pipeline = ref->pipeline;
+	const char *written;
+	int			written_len;
+
+	if (pipeline != NULL && ref->generation == invalidation_count &&
+		(written = NameRefWritten(ref->name, &written_len), written_len == len) &&
+		memcmp(written, name, len) == 0 && NameRefHolds(ref->name) &&
+		NameRefId(ref->name)->namespace == pipeline->namespace &&
+		strcmp(NameStr(NameRefId(ref->name)->name), pipeline->name) == 0)
+	{
+		pipeline->pins++;
+		return pipeline;
+	}
+
+	ref->pipeline = NULL;
+	ref->name = NameCacheLookup(pipeline_names, name, len);
+	pipeline = PipelineAcquireId(NameRefId(ref->name));
+	ref->pipeline = pipeline;
+	ref->generation = invalidation_count;
 	return pipeline;
 }
 

@@ -455,7 +455,7 @@ RecordFatalError(Run *run)
  * are reported rather than raised (choreo_try_run).
  */
 Jsonb *
-RunPipeline(const char *pipeline_name, RunInput *input, bool try_only,
+RunPipeline(const char *pipeline_name, PipelineRef *ref, RunInput *input, bool try_only,
 			bool want_report)
 {
 	Pipeline   *pipeline;
@@ -464,7 +464,8 @@ RunPipeline(const char *pipeline_name, RunInput *input, bool try_only,
 	ErrorContextCallback errcallback;
 
 	RunCheckDepth(pipeline_name);
-	pipeline = PipelineAcquire(pipeline_name);
+	pipeline = ref != NULL ? PipelineAcquireRef(pipeline_name, strlen(pipeline_name), ref)
+		: PipelineAcquire(pipeline_name);
 	run = RunBegin(pipeline);
 
 	errcallback.callback = RunErrorContext;
@@ -506,6 +507,7 @@ typedef struct RunCallCache
 	char	   *name;
 	int			len;
 	Oid			input_type;
+	PipelineRef pipeline;		/* what the name found last */
 } RunCallCache;
 
 /* The pipeline name of a call, as a C string (cached per call site) */
@@ -571,7 +573,7 @@ choreo_run(PG_FUNCTION_ARGS)
 	RunInput	input;
 
 	InputFromCall(fcinfo, cache, &input);
-	PG_RETURN_JSONB_P(RunPipeline(pipeline, &input, false, true));
+	PG_RETURN_JSONB_P(RunPipeline(pipeline, &cache->pipeline, &input, false, true));
 }
 
 PG_FUNCTION_INFO_V1(choreo_try_run);
@@ -585,7 +587,7 @@ choreo_try_run(PG_FUNCTION_ARGS)
 	RunInput	input;
 
 	InputFromCall(fcinfo, cache, &input);
-	PG_RETURN_JSONB_P(RunPipeline(pipeline, &input, true, true));
+	PG_RETURN_JSONB_P(RunPipeline(pipeline, &cache->pipeline, &input, true, true));
 }
 
 PG_FUNCTION_INFO_V1(choreo_cancel);

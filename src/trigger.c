@@ -194,6 +194,6 @@ choreo_trigger(PG_FUNCTION_ARGS)
 	input.type = RelationGetDescr(trigdata->tg_relation)->tdtypeid;
 	input.trigger = trigdata;
 	input.trigger_flinfo = fcinfo->flinfo;
-	(void) RunPipeline(trigdata->tg_trigger->tgargs[0], &input, false, false);
+	(void) RunPipeline(trigdata->tg_trigger->tgargs[0], NULL, &input, false, false);
 	return RowTriggerUnchanged(trigdata);
 }

@@ -50,6 +50,9 @@ GRANT USAGE ON SCHEMA app_other, fuzz_catalog TO PUBLIC;
 -- the other role's objects: a pipeline whose job the first role may not
 -- execute, a buffer into a table it may not write
 -- ---------------------------------------------------------------------
+-- (its pipeline and buffer go into public, where the first role's
+-- search_path finds them: creating there needs CREATE on it)
+GRANT CREATE ON SCHEMA public TO :"other";
 SET ROLE :"other";
 CREATE TABLE app_other.sink (id serial PRIMARY KEY, payload jsonb, note text);
 CREATE FUNCTION app_other.secret(p jsonb) RETURNS text LANGUAGE sql
@@ -60,6 +63,7 @@ SELECT choreo_add_step('other_flow', 'visible', 'app_other.visible()');
 SELECT choreo_add_step('other_flow', 'secret', 'app_other.secret(jsonb)');
 SELECT choreo_create_buffer('other_sink', 'app_other.sink', 10);
 RESET ROLE;
+REVOKE CREATE ON SCHEMA public FROM :"other";
 
 SET ROLE :"role";
 SET search_path = app, public;

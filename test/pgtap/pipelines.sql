@@ -13,8 +13,8 @@ SELECT has_function('choreo_run', ARRAY['text']);
 SELECT has_function('choreo_run', ARRAY['text', 'anyelement']);
 SELECT has_function('choreo_try_run', ARRAY['text', 'anyelement']);
 SELECT function_returns('choreo_run', ARRAY['text'], 'jsonb');
-SELECT table_privs_are('choreograph', 'steps', 'public', ARRAY['SELECT'],
-                       'PUBLIC may only read the steps table');
+SELECT table_privs_are('choreograph', 'steps', 'public', ARRAY['INSERT', 'SELECT'],
+                       'PUBLIC may only read the steps table and insert (guarded) rows');
 
 CREATE TABLE tap_orders (id int, amount numeric);
 CREATE TABLE tap_done (id int);
