@@ -1,6 +1,7 @@
 # The attacks of issue 8 that crashed the server or made a plain role a
 # superuser (and one found in review: PL/pgSQL's cache of compiled
-# functions, which a session reset cannot clear), run where they did most harm: inside post-commit hooks, with
+# functions, which a session reset cannot clear; and a pipeline name
+# claimed in advance), run where they did most harm: inside post-commit hooks, with
 # the hooks of a superuser and two plain roles interleaved in the one
 # worker (choreograph.max_workers = 1), so that each hook runs right after
 # another role's in the same worker session.  Each attack must fail with
@@ -134,6 +135,29 @@ BEGIN
 END $$;
 RESET ROLE;
 
+-- 4. the superuser's trigger names a pipeline not defined yet; alice's
+-- hook tries to claim the name (and has a pipeline of that name in her own
+-- schema, which the superuser's search_path does not reach); the
+-- superuser's hook then inserts a row
+CREATE TABLE invoices (id int);
+CREATE TRIGGER invoice_flow AFTER INSERT ON invoices
+    FOR EACH ROW EXECUTE FUNCTION choreo_trigger('invoice_flow');
+CREATE FUNCTION insert_invoice() RETURNS void LANGUAGE sql AS $$
+    INSERT INTO invoices VALUES (1)
+$$;
+SET ROLE alice;
+CREATE FUNCTION planted.promote_step(i jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'ALTER ROLE alice SUPERUSER';
+    END IF;
+END $$;
+SELECT choreo_add_step('planted.invoice_flow', 'pwn', 'planted.promote_step(jsonb)');
+CREATE FUNCTION planted.claim_name() RETURNS void LANGUAGE sql AS $$
+    SELECT choreo_add_step('invoice_flow', 'pwn', 'planted.promote_step(jsonb)')
+$$;
+RESET ROLE;
+
 CREATE FUNCTION fire_secrets(p jsonb) RETURNS void LANGUAGE sql AS $$
     SELECT choreo_fire_forget('inbox', jsonb_build_object('secret', 'bob''s secret', 'amount', g))
       FROM generate_series(1, 2000) AS g;
@@ -161,6 +185,10 @@ SELECT choreo_post_commit('note(jsonb)', '{"hook": "alice after"}');
 SELECT choreo_post_commit('planted.prime(jsonb)');
 RESET ROLE;
 SELECT choreo_post_commit('ops.su_hook(jsonb)', '{"m": "the superuser''s hook"}');
+SET ROLE alice;
+SELECT choreo_post_commit('planted.claim_name()');
+RESET ROLE;
+SELECT choreo_post_commit('insert_invoice()');
 SELECT choreo_post_commit('note(jsonb)', '{"hook": "superuser at the end"}');
 COMMIT;
 });
@@ -176,8 +204,11 @@ is($node->safe_psql('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 
 	'alice is not a superuser');
 is( $node->safe_psql('postgres',
 		q{SELECT callback, role, last_sqlstate FROM choreo_hooks ORDER BY id}),
-	"maintain_alices_table()|$superuser|42501\nfire_secrets(jsonb)|bob|42501",
-	'the two attacks failed with 42501, and only they failed');
+	"maintain_alices_table()|$superuser|42501\nfire_secrets(jsonb)|bob|42501\n"
+	  . "planted.claim_name()|alice|42501\ninsert_invoice()|$superuser|42704",
+	'the attacks failed with 42501, the insert for want of its pipeline (42704), and nothing else failed');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM invoices}), '0',
+	"the superuser's insert was rolled back: no pipeline of that name on its path");
 is($node->safe_psql('postgres', q{SELECT entry FROM public.audit}), 'after maintenance',
 	"the superuser's next hook wrote into public.audit");
 is($node->safe_psql('postgres', q{SELECT count(*) FROM planted.audit}), '0',
