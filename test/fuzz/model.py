@@ -19,7 +19,8 @@ transactions and PL/pgSQL exception blocks:
 - buffer items are written once if the transaction commits, whenever their
   batch is written: the model does not predict when batches are written,
   only what is in the tables in the end;
-- keys dedupe registrations per transaction, savepoint-exact;
+- keys dedupe registrations per transaction and registering role,
+  savepoint-exact;
 - at COMMIT and PREPARE the pre-commit hooks run in registration order (those
   they register after them); an 'abort' hook that fails fails the commit, a
   'log' one warns and its effects are forgotten;
@@ -465,8 +466,10 @@ class Model:
                 yield e
 
     def key_used(self, kind, key):
-        # an effect's last element is the role; a registration's key is before it
-        return any(e[0] == kind and e[-2] == key for e in self.live_effects())
+        # an effect's last element is the role; a registration's key is before it;
+        # keys are each registering role's own
+        return any(e[0] == kind and e[-2] == key and e[-1] == self.role
+                   for e in self.live_effects())
 
     # -- scopes ----------------------------------------------------------
     def push(self, kind, name=None):
@@ -732,7 +735,7 @@ class Model:
         warnings = 0
         # pre-commit hooks, in registration order, those they register after
         queue = [e for e in effects if e[0] == "pre"]
-        keys = {e[4] for e in queue if e[4]}
+        keys = {(e[4], e[5]) for e in queue if e[4]}
         done = []
         src = dict(self.src)    # as the hooks leave it
         i = 0
@@ -750,9 +753,9 @@ class Model:
                 out.append(("cap", upsert(src, payload["k"], tx, o), role))
             if cb == "chain":
                 ckey = payload.get("key")
-                if not (ckey and ckey in keys):
+                if not (ckey and (ckey, role) in keys):
                     if ckey:
-                        keys.add(ckey)
+                        keys.add((ckey, role))
                     out.append(("queue", ("pre", "write", {"tx": tx, "op": o, "n": n + 1}, "abort", ckey, role)))
             elif cb in ("fire", "fire_flush_fail"):
                 out.append(("item", payload["buffer"], tx, o, n + 1, role))
