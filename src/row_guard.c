@@ -31,8 +31,10 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
@@ -42,6 +44,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 #include "choreograph.h"
 
@@ -126,6 +129,45 @@ MayCreateIn(Oid user, TriggerData *trigdata)
 	return false;
 }
 
+/*
+ * A hook row as choreo_post_commit would have written it: the columns the
+ * function chooses are not the inserter's to choose.  Its id comes from
+ * the sequence (a chosen one could take the ids of other roles' coming
+ * hooks), its transaction is this one (a chosen one could join, and hold
+ * up, another transaction's hooks, which run in order), its attempts are
+ * within [0, choreograph.hook_max_attempts] and its next attempt is not
+ * later than now (a failed hook, NULL, stays failed).
+ */
+static HeapTuple
+HookRowAsRegistered(TriggerData *trigdata)
+{
+	TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
+	int			columns[4];
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	Datum		value;
+	int			n = 0;
+
+	columns[n] = SPI_fnumber(desc, "id");
+	values[n++] = Int64GetDatum(nextval_internal(ChoreoRelationOid("hooks_id_seq", false), false));
+	columns[n] = SPI_fnumber(desc, "txid");
+	values[n++] = Int64GetDatum((int64) U64FromFullTransactionId(GetTopFullTransactionId()));
+	columns[n] = SPI_fnumber(desc, "attempts");
+	values[n++] = Int32GetDatum(RowValue(trigdata, "attempts", &value) ?
+								Max(0, Min(DatumGetInt32(value), choreo_hook_max_attempts)) : 0);
+	if (RowValue(trigdata, "next_attempt_at", &value) &&
+		DatumGetTimestampTz(value) > GetCurrentTransactionStartTimestamp())
+	{
+		columns[n] = SPI_fnumber(desc, "next_attempt_at");
+		values[n++] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	}
+	for (int i = 0; i < n; i++)
+		if (columns[i] <= 0)
+			elog(ERROR, "table %s lacks a column of the outbox",
+				 RelationGetRelationName(trigdata->tg_relation));
+	return heap_modify_tuple_by_cols(trigdata->tg_trigtuple, desc, n, columns, values, nulls);
+}
+
 /* A steps row: its pipeline must be there and the inserter's */
 static bool
 StepRowAllowed(Oid user, TriggerData *trigdata)
@@ -137,6 +179,8 @@ StepRowAllowed(Oid user, TriggerData *trigdata)
 	Oid			argtypes[2] = {OIDOID, TEXTOID};
 	Datum		args[2];
 	Oid			owner = InvalidOid;
+	Oid			saved_userid;
+	int			saved_sec_context;
 	bool		found;
 	char	   *pipeline_name;
 	char	   *step_name;
@@ -147,13 +191,27 @@ StepRowAllowed(Oid user, TriggerData *trigdata)
 		return true;
 	args[0] = namespace;
 	args[1] = pipeline;
+
+	/*
+	 * The pipeline is locked until this transaction ends: otherwise it
+	 * could be dropped, and created again by another role, between this
+	 * check and the foreign key's at the end of the statement, and the step
+	 * would join the other role's pipeline.  Locking needs UPDATE, which
+	 * only the tables' owner has; the query names everything with its
+	 * schema.
+	 */
+	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
+	SetUserIdAndSecContext(trigdata->tg_relation->rd_rel->relowner,
+						   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute_with_args("SELECT owner::pg_catalog.oid FROM " CHOREO_SCHEMA ".pipelines"
 							  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
-							  "   AND name OPERATOR(pg_catalog.=) $2",
+							  "   AND name OPERATOR(pg_catalog.=) $2"
+							  " FOR KEY SHARE",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the pipeline of a step");
+	SetUserIdAndSecContext(saved_userid, saved_sec_context);
 	found = SPI_processed == 1;
 	if (found)
 	{
@@ -253,8 +311,12 @@ choreo_guard_row(PG_FUNCTION_ARGS)
 					 errhint("A role writes only its own pipelines, buffers and hooks, in schemas where it may create; a superuser may restore the others.")));
 			allowed = false;
 		}
-		else if (RowValue(trigdata, "callback", &value))
-			(void) CheckHookCallback(value, "post-commit");
+		else
+		{
+			if (RowValue(trigdata, "callback", &value))
+				(void) CheckHookCallback(value, "post-commit");
+			return PointerGetDatum(HookRowAsRegistered(trigdata));
+		}
 	}
 	else
 		elog(ERROR, "choreo_guard_row() does not know table \"%s\"", table);

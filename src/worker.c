@@ -225,16 +225,22 @@ static WorkerQuery take_next_hook = {
 	1, {INT8OID}, NULL
 };
 
-/* counts a failed attempt: retry after 1, 2, 4... seconds, or give up */
+/*
+ * Counts a failed attempt: retry after 1, 2, 4... seconds, or give up.
+ * The count read is kept within [0, $4] (a superuser's restore writes it
+ * as it finds it): never an overflow, nor retries without backoff.
+ */
+#define ATTEMPTS_SO_FAR \
+	"LEAST(GREATEST(attempts, 0), $4)"
 #define RECORD_FAILURE(set_sqlstate) \
 	"UPDATE " CHOREO_SCHEMA ".hooks" \
-	"   SET attempts = attempts OPERATOR(pg_catalog.+) 1," \
+	"   SET attempts = " ATTEMPTS_SO_FAR " OPERATOR(pg_catalog.+) 1," \
 	"       last_error = pg_catalog.left($2, $3)," \
 	set_sqlstate \
 	"       next_attempt_at = CASE" \
-	"         WHEN attempts OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $4 THEN NULL" \
+	"         WHEN " ATTEMPTS_SO_FAR " OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $4 THEN NULL" \
 	"         ELSE pg_catalog.now() OPERATOR(pg_catalog.+)" \
-	"              pg_catalog.make_interval(secs => LEAST(2 OPERATOR(pg_catalog.^) attempts, 3600))" \
+	"              pg_catalog.make_interval(secs => LEAST(2 OPERATOR(pg_catalog.^) " ATTEMPTS_SO_FAR ", 3600))" \
 	"       END" \
 	" WHERE id OPERATOR(pg_catalog.=) $1"
 
@@ -519,7 +525,7 @@ RunTransactionHooks(int index, uint64 txid)
 static long
 RunDueHooks(int index, MemoryContext cxt)
 {
-	int64		after = 0;
+	int64		after = PG_INT64_MIN;	/* ids a superuser restored may be any */
 	long		sleep_ms;
 
 	for (;;)
