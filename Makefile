@@ -35,7 +35,7 @@ REGRESS = init definition run bag input trigger errors privileges namespaces dum
 REGRESS_OPTS = --inputdir=.
 
 # Multi-session behaviour, checked by PostgreSQL's isolation tester
-ISOLATION = cache
+ISOLATION = cache planted_step
 ISOLATION_OPTS = --inputdir=test/isolation
 
 PG_CPPFLAGS = -I$(srcdir)/src

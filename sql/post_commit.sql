@@ -224,6 +224,20 @@ SELECT err($$UPDATE choreograph.hooks SET role = 'postgres'$$);
 SELECT err($$DELETE FROM choreograph.hooks$$);
 RESET ROLE;
 SELECT count(*) AS planted FROM choreograph.hooks WHERE id < 0;
+-- a role's own hook written directly gets the id, transaction, attempts
+-- and next attempt choreo_post_commit would give it: chosen ones could
+-- take the ids of other roles' coming hooks, join (and hold up) another
+-- transaction's hooks, or make the worker fail at the next failure
+BEGIN;
+SET LOCAL ROLE regress_choreo_poster;
+INSERT INTO choreograph.hooks (id, txid, callback, role, attempts, next_attempt_at)
+    VALUES (-3, 1, 'now()', 'regress_choreo_poster', 2147483647, 'infinity');
+RESET ROLE;
+SELECT id > 0 AS id_from_the_sequence, txid = txid_current() AS this_transaction,
+       attempts <= current_setting('choreograph.hook_max_attempts')::int AS attempts_within_bounds,
+       next_attempt_at <= now() AS due
+  FROM choreograph.hooks WHERE callback = 'now()'::regprocedure;
+ROLLBACK;
 
 DROP EXTENSION choreograph;
 DROP TABLE post_log, guarded;
