@@ -76,6 +76,9 @@ typedef struct DueHook
 static bool skipping_for_role = false;	/* the hook just taken: not ours */
 static bool another_role_waits = false;
 
+/* bgw_extra[0] of a worker started by its predecessor */
+#define WORKER_SUCCESSOR 1
+
 /* Describes worker number index (from 0) */
 static void
 DescribeWorker(BackgroundWorker *worker, int index)
@@ -124,6 +127,7 @@ RestartForAnotherRole(int index)
 	WorkerSetRunning(index, 0);
 	(void) WorkerClaimGroup(index, 0);
 	DescribeWorker(&worker, index);
+	worker.bgw_extra[0] = WORKER_SUCCESSOR;
 	if (RegisterDynamicBackgroundWorker(&worker, &handle))
 		proc_exit(0);
 	ereport(LOG,
@@ -627,7 +631,8 @@ choreo_worker_main(Datum main_arg)
 	/* published before the first look, so no commit after it goes unseen */
 	WorkerSlotAttach(index);
 	ApplyWorkerSettings();
-	ereport(LOG,
+	/* a successor (RestartForAnotherRole) starts as often as roles change */
+	ereport(MyBgworkerEntry->bgw_extra[0] == WORKER_SUCCESSOR ? DEBUG1 : LOG,
 			(errmsg("choreograph worker %d started in database \"%s\"",
 					index + 1, choreo_database)));
 
