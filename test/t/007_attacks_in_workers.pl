@@ -19,6 +19,7 @@ $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'choreograph'
 choreograph.max_workers = 1
 choreograph.hook_max_attempts = 1
+restart_after_crash = on
 });
 $node->start;
 my $started = $node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
@@ -226,6 +227,33 @@ is( $node->safe_psql('postgres',
 		q{SELECT string_agg(DISTINCT who || ': ' || session, ', ') FROM seen}),
 	"alice: alice is_superuser=off, bob: bob is_superuser=off, $superuser: $superuser is_superuser=on",
 	'session_user and is_superuser tell the role a hook runs as');
+
+# The worker handed over to successors at each change of role above; after
+# a crash (the worker killed: the postmaster restarts every process) the
+# one worker is back, and still runs the hooks of several roles, in order.
+my $worker = $node->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'choreograph worker'});
+kill 'KILL', $worker;
+$node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'choreograph worker'})
+  or die 'no worker came back after the crash';
+$node->safe_psql('postgres', q{
+TRUNCATE seen;
+BEGIN;
+SET ROLE alice;
+SELECT choreo_post_commit('note(jsonb)', '{"hook": "alice after the crash"}');
+SET ROLE bob;
+SELECT choreo_post_commit('note(jsonb)', '{"hook": "bob after the crash"}');
+SET ROLE alice;
+SELECT choreo_post_commit('note(jsonb)', '{"hook": "alice again"}');
+RESET ROLE;
+COMMIT;
+});
+$node->poll_query_until('postgres', q{SELECT count(*) = 3 FROM seen})
+  or die 'the hooks registered after the crash did not run';
+is($node->safe_psql('postgres', q{SELECT string_agg(hook || ':' || who, ', ' ORDER BY id) FROM seen}),
+	'alice after the crash:alice, bob after the crash:bob, alice again:alice',
+	'after a crash, the worker and its successors run every role\'s hooks in order');
 
 $node->stop;
 done_testing();
