@@ -57,8 +57,14 @@ fuzz:
 	bash test/fuzz/run
 demo:
 	bash test/demo
+# make test PG=17: the tests against another major version, in a Debian
+# root made for it (test/in_root; as root; ROOT=DIR reuses one)
 test:
+ifdef PG
+	bash test/in_root $(PG)
+else
 	bash test/run
+endif
 # test/run calls pg_regress and pg_isolation_regress itself (their output
 # goes to a temporary directory), with these lists
 print-regress:

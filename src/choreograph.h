@@ -18,6 +18,8 @@
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
+#include "pg_compat.h"
+
 /* The extension's own SQLSTATEs (class CH) */
 #define ERRCODE_CHOREO_CANCELED		MAKE_SQLSTATE('C','H','0','0','1')
 #define ERRCODE_CHOREO_SKIP			MAKE_SQLSTATE('C','H','0','0','2')
@@ -161,8 +163,8 @@ extern void DefinitionCreationId(const DefinitionKind *kind, const DefinitionNam
 								 DefinitionId *id);
 extern bool FindOrChooseDefinition(const DefinitionKind *kind, const DefinitionName *name,
 								   DefinitionId *id);
-extern void DefinitionNotFound(const DefinitionKind *kind,
-							   const DefinitionName *name) pg_attribute_noreturn();
+pg_noreturn extern void DefinitionNotFound(const DefinitionKind *kind,
+										   const DefinitionName *name);
 extern NameCache *NameCacheCreate(const DefinitionKind *kind, MemoryContext parent);
 extern void NameCacheReset(NameCache *cache);
 extern const DefinitionId *NameCacheResolve(NameCache *cache, const char *written, int len);

@@ -43,6 +43,7 @@
 #include "utils/snapmgr.h"
 
 #include "choreograph.h"
+#include "pg_compat.h"
 
 /* Rows and bytes held in slots before they are written, as COPY does */
 #define DIRECT_INSERT_MAX_ROWS	1000
@@ -154,31 +155,27 @@ PrepareDefaults(Relation rel, const DirectInsertColumns *columns, int *ndefaults
 static void
 BeginDirectInsert(DirectInsert *state, Relation rel, const DirectInsertColumns *columns)
 {
-	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	Bitmapset  *inserted_cols = NULL;
 	List	   *range_table;
+	List	   *perminfos;
 
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(rel);
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	rte->requiredPerms = ACL_INSERT;
 	for (int i = 0; i < columns->ncolumns; i++)
-		rte->insertedCols = bms_add_member(rte->insertedCols,
-										   columns->attnums[i] - FirstLowInvalidHeapAttributeNumber);
-	range_table = list_make1(rte);
+		inserted_cols = bms_add_member(inserted_cols,
+									   columns->attnums[i] - FirstLowInvalidHeapAttributeNumber);
+	range_table = compat_insert_range_table(rel, inserted_cols, &perminfos);
 
 	/* raises the error the INSERT would raise */
-	(void) ExecCheckRTPerms(range_table, true);
+	(void) compat_ExecCheckPermissions(range_table, perminfos, true);
 
 	memset(state, 0, sizeof(DirectInsert));
 	state->rel = rel;
 	state->estate = CreateExecutorState();
 	state->cid = GetCurrentCommandId(true);
 	state->estate->es_output_cid = state->cid;
-	ExecInitRangeTable(state->estate, range_table);
+	compat_ExecInitRangeTable(state->estate, range_table, perminfos);
 	state->result = makeNode(ResultRelInfo);
 	ExecInitResultRelation(state->estate, state->result, 1);
-	CheckValidResultRel(state->result, CMD_INSERT);
+	compat_CheckValidResultRel(state->result, CMD_INSERT);
 	ExecOpenIndices(state->result, false);
 	state->chunk_cxt = AllocSetContextCreate(CurrentMemoryContext,
 											 "choreograph direct insert",
@@ -216,8 +213,8 @@ WriteHeldRows(DirectInsert *state)
 		List	   *recheck = NIL;
 
 		if (state->result->ri_NumIndices > 0)
-			recheck = ExecInsertIndexTuples(state->result, slot, state->estate,
-											false, false, NULL, NIL);
+			recheck = compat_ExecInsertIndexTuples(state->result, slot, state->estate,
+												   false, false, NULL, NIL);
 		ExecARInsertTriggers(state->estate, state->result, slot, recheck,
 							 state->transition);
 		list_free(recheck);

@@ -31,6 +31,7 @@
 #include "utils/syscache.h"
 
 #include "choreograph.h"
+#include "pg_compat.h"
 
 /* The keys used so far in this transaction, savepoint-exact */
 typedef struct TransactionKeys
@@ -200,7 +201,7 @@ CheckHookCallback(Datum callback, const char *kind)
 				 errdetail("A %s hook's callback must return a value or void.", kind)));
 	ReleaseSysCache(tuple);
 
-	if (pg_proc_aclcheck(function, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+	if (compat_proc_aclcheck(function, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for function %s", format_procedure(function))));

@@ -42,6 +42,7 @@
 #include "utils/varlena.h"
 
 #include "choreograph.h"
+#include "pg_compat.h"
 
 const DefinitionKind PipelineKind = {"pipeline", "pipelines"};
 const DefinitionKind BufferKind = {"buffer", "buffers"};
@@ -254,7 +255,7 @@ DefinitionCreationId(const DefinitionKind *kind, const DefinitionName *name, Def
 				 name->schema == NULL ?
 				 errhint("The first schema of search_path is pg_temp: name another schema, as in schema.name.") : 0));
 
-	aclresult = pg_namespace_aclcheck(namespace, GetUserId(), ACL_CREATE);
+	aclresult = compat_namespace_aclcheck(namespace, GetUserId(), ACL_CREATE);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(namespace));
 	SetDefinitionId(id, namespace, name->name);
@@ -293,7 +294,7 @@ struct NameCacheEntry
 	Oid			user;			/* who resolved it */
 	uint64		names_generation;
 	uint64		cache_generation;
-	OverrideSearchPath *path;	/* what it was resolved with; NULL: qualified */
+	CompatSearchPath *path;	/* what it was resolved with; NULL: qualified */
 };
 typedef struct NameCacheEntry NameCacheEntry;
 
@@ -361,12 +362,12 @@ ResolutionHolds(NameCache *cache, NameCacheEntry *entry)
 		entry->cache_generation != cache->generation)
 		return false;
 	if (entry->path != NULL)
-		return OverrideSearchPathMatchesCurrent(entry->path);
+		return compat_SearchPathMatchesCurrent(entry->path);
 	/* a named schema: another role must be allowed to use it too */
 	user = GetUserId();
 	if (entry->user != user)
 	{
-		if (pg_namespace_aclcheck(entry->id.namespace, user, ACL_USAGE) != ACLCHECK_OK)
+		if (compat_namespace_aclcheck(entry->id.namespace, user, ACL_USAGE) != ACLCHECK_OK)
 			return false;
 		entry->user = user;
 	}
@@ -423,7 +424,7 @@ NameCacheLookup(NameCache *cache, const char *written, int len)
 	NameCacheEntry *entry;
 	DefinitionName name;
 	DefinitionId id;
-	OverrideSearchPath *path = NULL;
+	CompatSearchPath *path = NULL;
 	uint64		names_before;
 	uint64		cache_before;
 	bool		found;
@@ -442,7 +443,7 @@ NameCacheLookup(NameCache *cache, const char *written, int len)
 	cache_before = cache->generation;
 	ParseDefinitionName(cache->kind, pnstrdup(written, len), &name);
 	if (name.schema == NULL)
-		path = GetOverrideSearchPath(CurrentMemoryContext);
+		path = compat_GetSearchPath(CurrentMemoryContext);
 	if (!FindDefinition(cache->kind, &name, &id))
 		DefinitionNotFound(cache->kind, &name);
 
@@ -465,7 +466,7 @@ NameCacheLookup(NameCache *cache, const char *written, int len)
 	}
 	old = MemoryContextSwitchTo(cache->cxt);
 	entry->id = id;
-	entry->path = path != NULL ? CopyOverrideSearchPath(path) : NULL;
+	entry->path = path != NULL ? compat_CopySearchPath(path) : NULL;
 	entry->user = GetUserId();
 	entry->names_generation = names_before;
 	entry->cache_generation = cache_before;

@@ -33,6 +33,7 @@
 #include "utils/syscache.h"
 
 #include "choreograph.h"
+#include "pg_compat.h"
 
 typedef struct PipelineCacheEntry
 {
@@ -423,7 +424,7 @@ CheckStepFunction(Pipeline *pipeline, PipelineStep *step,
 				  StepFunction *function, const char *role, Oid user)
 {
 	CheckStepFunctionExists(pipeline, step, function, role);
-	if (pg_proc_aclcheck(function->oid, user, ACL_EXECUTE) != ACLCHECK_OK)
+	if (compat_proc_aclcheck(function->oid, user, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for function %s",

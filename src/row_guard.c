@@ -47,6 +47,7 @@
 #include "utils/timestamp.h"
 
 #include "choreograph.h"
+#include "pg_compat.h"
 
 /* What the rows of the current statement that were skipped were */
 static int	skipped_rows = 0;
@@ -123,7 +124,7 @@ MayCreateIn(Oid user, TriggerData *trigdata)
 	if (!RowValue(trigdata, "namespace", &namespace))
 		return true;
 	if (!isAnyTempNamespace(DatumGetObjectId(namespace)) &&
-		pg_namespace_aclcheck(DatumGetObjectId(namespace), user, ACL_CREATE) == ACLCHECK_OK)
+		compat_namespace_aclcheck(DatumGetObjectId(namespace), user, ACL_CREATE) == ACLCHECK_OK)
 		return true;
 	SkipForSchema(DatumGetObjectId(namespace));
 	return false;

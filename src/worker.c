@@ -48,6 +48,7 @@
 #include "utils/timestamp.h"
 
 #include "choreograph.h"
+#include "pg_compat.h"
 
 PGDLLEXPORT void choreo_worker_main(Datum main_arg);
 
@@ -374,7 +375,7 @@ CheckHookRunnable(int64 id, Oid callback, Oid role)
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("function %u of post-commit hook %lld no longer exists",
 						callback, (long long) id)));
-	if (pg_proc_aclcheck(callback, role, ACL_EXECUTE) != ACLCHECK_OK)
+	if (compat_proc_aclcheck(callback, role, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for function %s", get_func_name(callback)),

@@ -26,8 +26,12 @@ set -euo pipefail
 # runs this script: they must not inherit its flags (or its jobserver)
 unset MAKEFLAGS MFLAGS MAKELEVEL
 
+# PGBIN may point at another installation (a private, relocated copy): the
+# major version is then its pg_config's; PG_MAJOR alone picks Debian's
+if [ -z "${PG_MAJOR:-}" ] && [ -n "${PGBIN:-}" ] && [ -x "$PGBIN/pg_config" ]; then
+    PG_MAJOR=$("$PGBIN/pg_config" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+fi
 PG_MAJOR=${PG_MAJOR:-15}
-# PGBIN may point at another installation (a private, relocated copy)
 PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 export PATH="$PGBIN:$PATH"
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

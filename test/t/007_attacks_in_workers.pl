@@ -233,7 +233,11 @@ is( $node->safe_psql('postgres',
 # one worker is back, and still runs the hooks of several roles, in order.
 my $worker = $node->safe_psql('postgres',
 	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'choreograph worker'});
+my $log_offset = -s $node->logfile;
 kill 'KILL', $worker;
+# until the postmaster has noticed and ended every process, a connection
+# (the poll's, or the next statement's) may be cut
+$node->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset);
 $node->poll_query_until('postgres',
 	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'choreograph worker'})
   or die 'no worker came back after the crash';
