@@ -826,7 +826,7 @@ FlushBuffer(PendingBuffer *buffer)
 	return nitems;
 }
 
-bool
+static bool
 BuffersPending(void)
 {
 	ListCell   *lc;
@@ -960,7 +960,7 @@ ForgetPendingBuffer(PendingBuffer *buffer)
  * subtransaction aborts would abort the abort): lists are changed in
  * place, and memory given back later (CompactBatches).
  */
-void
+static void
 BuffersAtSubAbort(int nest_level)
 {
 	ListCell   *lc;
@@ -1002,7 +1002,7 @@ BuffersAtSubAbort(int nest_level)
 	}
 }
 
-void
+static void
 BuffersAtSubCommit(int nest_level)
 {
 	ListCell   *lc;
@@ -1042,7 +1042,7 @@ BuffersAtSubCommit(int nest_level)
 }
 
 /* Forgets everything at the end of the transaction (memory goes with it) */
-void
+static void
 BuffersAtEnd(void)
 {
 	BufferWriteAtEnd();
@@ -1053,6 +1053,28 @@ BuffersAtEnd(void)
 	pending_buffers = NULL;
 	pending_order = NIL;
 	last_fired = NULL;
+}
+
+/* a pre-commit round writes every pending item */
+static void
+BuffersFlushAtPreCommit(void)
+{
+	(void) BuffersFlushAll();
+}
+
+static const TransactionParticipant buffers_participant = {
+	.pending = BuffersPending,
+	.run_pre_commit = BuffersFlushAtPreCommit,
+	.at_end = BuffersAtEnd,
+	.at_sub_abort = BuffersAtSubAbort,
+	.at_sub_commit = BuffersAtSubCommit,
+};
+
+/* Registers the buffers' transaction work; called from _PG_init, after the hooks' */
+void
+BuffersRegisterTransactionWork(void)
+{
+	TransactionRegisterParticipant(&buffers_participant);
 }
 
 PG_FUNCTION_INFO_V1(choreo_fire_forget);

@@ -107,6 +107,9 @@ _PG_init(void)
 	PipelineCacheInit();
 	BufferCacheInit();
 	TransactionCallbacksInit();
+	/* in this order: hooks' pre-commit work first, then the buffers' flush */
+	HooksRegisterTransactionWork();
+	BuffersRegisterTransactionWork();
 	if (choreo_preloaded)
 	{
 		SharedStateInit();

@@ -368,16 +368,30 @@ extern Jsonb *RunBuildReport(Run *run);
 extern JsonbValue *BuildStepEntries(Pipeline *pipeline);
 extern const char *StepPhaseName(StepPhase phase);
 
-/* transaction.c: the transaction callbacks all features hang off */
+/*
+ * transaction.c: the transaction callbacks all features hang off.  Each
+ * capability registers what it does at each point of a transaction; any
+ * member may be NULL.  The pre-commit rounds run each participant's
+ * run_pre_commit in registration order until none is pending; at_commit,
+ * at_end (after COMMIT, ABORT or PREPARE) and the subtransaction members
+ * must not raise.
+ */
+typedef struct TransactionParticipant
+{
+	bool		(*pending) (void);
+	void		(*run_pre_commit) (void);
+	void		(*at_commit) (void);
+	void		(*at_end) (void);
+	void		(*at_sub_abort) (int nest_level);
+	void		(*at_sub_commit) (int nest_level);
+	void		(*after_commit_prepared) (void);
+} TransactionParticipant;
+
 extern void TransactionCallbacksInit(void);
-extern void WakeWorkersAtCommit(uint64 txid);
+extern void TransactionRegisterParticipant(const TransactionParticipant *participant);
 
 /* hooks.c: pre-commit and post-commit hooks */
-extern bool PreCommitHooksPending(void);
-extern void PreCommitHooksRun(void);
-extern void HooksAtSubAbort(int nest_level);
-extern void HooksAtSubCommit(int nest_level);
-extern void HooksAtEnd(void);
+extern void HooksRegisterTransactionWork(void);
 extern Oid	CheckHookCallback(Datum callback, const char *kind);
 extern void CallHookFunction(Oid callback, Jsonb *payload, Oid userid);
 
@@ -403,13 +417,10 @@ typedef struct PendingBuffer PendingBuffer;
 extern PendingBuffer *PendingBufferFor(const char *written, int len, NameRef **ref);
 extern int	PendingBufferColumn(PendingBuffer *buffer, const char *column);
 extern void BufferFireJsonb(PendingBuffer *buffer, int column, Jsonb *document);
-extern bool BuffersPending(void);
+extern void BuffersRegisterTransactionWork(void);
 extern int64 BuffersFlushAll(void);
 extern void InsertPlansInvalidate(Oid relid);
 extern void PendingBuffersTargetChanged(Oid relid);
-extern void BuffersAtSubAbort(int nest_level);
-extern void BuffersAtSubCommit(int nest_level);
-extern void BuffersAtEnd(void);
 
 /* direct_insert.c: writing rows without planning an INSERT */
 typedef struct DirectInsertColumns

@@ -65,6 +65,10 @@ static int	running_generation = 0; /* of the pre-commit hook running now */
 static TransactionKeys pre_commit_keys;
 static TransactionKeys post_commit_keys;
 
+/* the transaction whose post-commit hooks to announce at commit; 0: none */
+static uint64 announce_at_commit = 0;
+static bool wake_workers_at_commit = false;
+
 /* the outbox INSERT, prepared once per backend */
 static SPIPlanPtr outbox_insert = NULL;
 
@@ -322,7 +326,7 @@ RunPreCommitHook(PreCommitHook *hook)
 	CommandCounterIncrement();
 }
 
-bool
+static bool
 PreCommitHooksPending(void)
 {
 	return next_pre_commit_hook < list_length(pre_commit_hooks);
@@ -332,7 +336,7 @@ PreCommitHooksPending(void)
  * Runs the queued pre-commit hooks in order, including those they queue;
  * called at PRE_COMMIT and PRE_PREPARE.
  */
-void
+static void
 PreCommitHooksRun(void)
 {
 	while (PreCommitHooksPending())
@@ -344,7 +348,7 @@ PreCommitHooksRun(void)
 	}
 }
 
-void
+static void
 HooksAtSubAbort(int nest_level)
 {
 	while (pre_commit_hooks != NIL &&
@@ -363,7 +367,7 @@ HooksAtSubAbort(int nest_level)
 	TransactionKeysAtSubAbort(&post_commit_keys, nest_level);
 }
 
-void
+static void
 HooksAtSubCommit(int nest_level)
 {
 	for (int i = list_length(pre_commit_hooks) - 1; i >= 0; i--)
@@ -379,7 +383,7 @@ HooksAtSubCommit(int nest_level)
 }
 
 /* Forgets everything at the end of the transaction (memory goes with it) */
-void
+static void
 HooksAtEnd(void)
 {
 	pre_commit_hooks = NIL;
@@ -387,6 +391,54 @@ HooksAtEnd(void)
 	running_generation = 0;
 	memset(&pre_commit_keys, 0, sizeof(TransactionKeys));
 	memset(&post_commit_keys, 0, sizeof(TransactionKeys));
+	wake_workers_at_commit = false;
+	announce_at_commit = 0;
+}
+
+/*
+ * Asks for the background workers to be woken when this transaction
+ * commits, and told that transaction txid has hooks for them (0: work
+ * that is not a new transaction's, such as a retry).
+ */
+static void
+WakeWorkersAtCommit(uint64 txid)
+{
+	if (!wake_workers_at_commit)
+		announce_at_commit = txid;
+	else if (announce_at_commit != txid)
+		announce_at_commit = 0; /* two kinds of work: "look everywhere" */
+	wake_workers_at_commit = true;
+}
+
+static void
+HooksAtCommit(void)
+{
+	if (wake_workers_at_commit)
+		WorkersWake(announce_at_commit);
+}
+
+/* COMMIT PREPARED may commit post-commit hooks another session registered */
+static void
+HooksAfterCommitPrepared(void)
+{
+	WorkersWake(0);				/* whose hooks: not known here */
+}
+
+static const TransactionParticipant hooks_participant = {
+	.pending = PreCommitHooksPending,
+	.run_pre_commit = PreCommitHooksRun,
+	.at_commit = HooksAtCommit,
+	.at_end = HooksAtEnd,
+	.at_sub_abort = HooksAtSubAbort,
+	.at_sub_commit = HooksAtSubCommit,
+	.after_commit_prepared = HooksAfterCommitPrepared,
+};
+
+/* Registers the hooks' transaction work; called from _PG_init, before the buffers' */
+void
+HooksRegisterTransactionWork(void)
+{
+	TransactionRegisterParticipant(&hooks_participant);
 }
 
 PG_FUNCTION_INFO_V1(choreo_pre_commit);

@@ -1,7 +1,9 @@
 /*
  * transaction.c
- *		The transaction callbacks that pre-commit hooks, buffers and the
- *		post-commit wake-up hang off, registered once per backend.
+ *		The transaction callbacks, registered once per backend, and the
+ *		work of each capability they call: capabilities register as
+ *		participants (TransactionParticipant), in the order their work
+ *		runs, and this file knows none of them.
  *
  * At PRE_COMMIT (and PRE_PREPARE) the pending work is done in rounds until
  * none is left: run the queued pre-commit hooks, flush the buffers, then
@@ -26,24 +28,30 @@
 /* a bound on rounds of pre-commit work, so that a feedback loop ends */
 #define MAX_PRE_COMMIT_ROUNDS 1000
 
-/* the transaction whose post-commit hooks to announce at commit; 0: none */
-static uint64 announce_at_commit = 0;
-static bool wake_workers_at_commit = false;
+/* hooks and buffers; room for streams and the eventbox */
+#define MAX_PARTICIPANTS 8
+
+static const TransactionParticipant *participants[MAX_PARTICIPANTS];
+static int	nparticipants = 0;
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
-/*
- * Asks for the background workers to be woken when this transaction
- * commits, and told that transaction txid has hooks for them (0: work
- * that is not a new transaction's, such as a retry).
- */
+/* Adds a capability's transaction work, after those registered before; from _PG_init */
 void
-WakeWorkersAtCommit(uint64 txid)
+TransactionRegisterParticipant(const TransactionParticipant *participant)
 {
-	if (!wake_workers_at_commit)
-		announce_at_commit = txid;
-	else if (announce_at_commit != txid)
-		announce_at_commit = 0; /* two kinds of work: "look everywhere" */
-	wake_workers_at_commit = true;
+	if (nparticipants >= MAX_PARTICIPANTS)
+		elog(ERROR, "too many choreograph transaction participants");
+	participants[nparticipants++] = participant;
+}
+
+/* Whether any participant has pre-commit work waiting */
+static bool
+PreCommitWorkPending(void)
+{
+	for (int i = 0; i < nparticipants; i++)
+		if (participants[i]->pending != NULL && participants[i]->pending())
+			return true;
+	return false;
 }
 
 /*
@@ -60,7 +68,7 @@ RunPreCommitWork(bool is_prepare)
 	int			rounds = 0;
 	bool		portals_changed;
 
-	if (!PreCommitHooksPending() && !BuffersPending())
+	if (!PreCommitWorkPending())
 		return;
 
 	/* queries need a snapshot; COMMIT's own was released already */
@@ -74,11 +82,12 @@ RunPreCommitWork(bool is_prepare)
 							MAX_PRE_COMMIT_ROUNDS),
 					 errdetail("Pre-commit hooks and buffer flushes kept queueing more work."),
 					 errhint("Look for a trigger on a buffer's table that fires into a buffer, or a hook that registers hooks without a key.")));
-		PreCommitHooksRun();
-		(void) BuffersFlushAll();
+		for (int i = 0; i < nparticipants; i++)
+			if (participants[i]->run_pre_commit != NULL)
+				participants[i]->run_pre_commit();
 		AfterTriggerFireDeferred();
 		portals_changed = PreCommit_Portals(is_prepare);
-	} while (portals_changed || PreCommitHooksPending() || BuffersPending());
+	} while (portals_changed || PreCommitWorkPending());
 	PopActiveSnapshot();
 }
 
@@ -86,10 +95,9 @@ RunPreCommitWork(bool is_prepare)
 static void
 ResetTransactionState(void)
 {
-	HooksAtEnd();
-	BuffersAtEnd();
-	wake_workers_at_commit = false;
-	announce_at_commit = 0;
+	for (int i = 0; i < nparticipants; i++)
+		if (participants[i]->at_end != NULL)
+			participants[i]->at_end();
 }
 
 static void
@@ -104,8 +112,9 @@ TransactionCallback(XactEvent event, void *arg)
 			RunPreCommitWork(true);
 			break;
 		case XACT_EVENT_COMMIT:
-			if (wake_workers_at_commit)
-				WorkersWake(announce_at_commit);
+			for (int i = 0; i < nparticipants; i++)
+				if (participants[i]->at_commit != NULL)
+					participants[i]->at_commit();
 			ResetTransactionState();
 			break;
 		case XACT_EVENT_ABORT:
@@ -131,12 +140,14 @@ SubTransactionCallback(SubXactEvent event, SubTransactionId subid,
 	switch (event)
 	{
 		case SUBXACT_EVENT_ABORT_SUB:
-			HooksAtSubAbort(level);
-			BuffersAtSubAbort(level);
+			for (int i = 0; i < nparticipants; i++)
+				if (participants[i]->at_sub_abort != NULL)
+					participants[i]->at_sub_abort(level);
 			break;
 		case SUBXACT_EVENT_COMMIT_SUB:
-			HooksAtSubCommit(level);
-			BuffersAtSubCommit(level);
+			for (int i = 0; i < nparticipants; i++)
+				if (participants[i]->at_sub_commit != NULL)
+					participants[i]->at_sub_commit(level);
 			break;
 		default:
 			break;
@@ -144,8 +155,9 @@ SubTransactionCallback(SubXactEvent event, SubTransactionId subid,
 }
 
 /*
- * COMMIT PREPARED may commit post-commit hooks registered by another
- * session: wake the workers once it has.
+ * COMMIT PREPARED commits work another session prepared (post-commit
+ * hooks, say), of which this session's participants know nothing but
+ * that it committed.
  */
 static void
 ChoreoProcessUtility(PlannedStmt *pstmt, const char *queryString,
@@ -164,7 +176,9 @@ ChoreoProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 	if (IsA(parsetree, TransactionStmt) &&
 		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
-		WorkersWake(0);			/* whose hooks: not known here */
+		for (int i = 0; i < nparticipants; i++)
+			if (participants[i]->after_commit_prepared != NULL)
+				participants[i]->after_commit_prepared();
 }
 
 /* Registers the callbacks; called from _PG_init */
