@@ -23,6 +23,7 @@ OBJS = \
 	src/shmem.o \
 	src/transaction.o \
 	src/trigger.o \
+	src/trigger_row.o \
 	src/util.o \
 	src/worker.o \
 	src/worker_session.o

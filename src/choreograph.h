@@ -288,7 +288,7 @@ typedef struct RunInput
 extern Jsonb *RunPipeline(const char *pipeline_name, PipelineRef *ref, RunInput *input,
 						  bool try_only, bool want_report);
 
-/* trigger.c */
+/* trigger_row.c: what the C row triggers share */
 extern Datum TriggerRowDatum(struct TriggerData *trigdata);
 extern Jsonb *TriggerEnvelope(struct TriggerData *trigdata, FmgrInfo *flinfo);
 extern struct TriggerData *RowTriggerData(FunctionCallInfo fcinfo, const char *function,
@@ -365,7 +365,6 @@ extern void RunRecordError(Run *run, int step, StepPhase phase,
 						   int sqlerrcode, const char *message);
 extern Jsonb *RunBuildBag(Run *run);
 extern Jsonb *RunBuildReport(Run *run);
-extern JsonbValue *BuildStepEntries(Pipeline *pipeline);
 extern const char *StepPhaseName(StepPhase phase);
 
 /*

@@ -209,6 +209,46 @@ CompareStepKeys(const void *a, const void *b, void *arg)
 						   pipeline->steps[*(const int *) b].name);
 }
 
+/* the outcomes of a step, as reports name them */
+static const char *const outcome_names[] = {
+	[OUTCOME_NOT_RUN] = "not_run",
+	[OUTCOME_DONE] = "done",
+	[OUTCOME_SKIPPED] = "skipped",
+	[OUTCOME_FAILED] = "failed",
+	[OUTCOME_CANCELED] = "canceled",
+};
+
+/*
+ * Writes, once per pipeline, each step's report entry {"step", "outcome"}
+ * for every outcome, so that a report copies them instead of writing them
+ * field by field.  Returns an array of jbvBinary values, indexed by
+ * step * NUM_STEP_OUTCOMES + outcome, in the current memory context.
+ */
+static JsonbValue *
+BuildStepEntries(Pipeline *pipeline)
+{
+	JsonbValue *entries = palloc(sizeof(JsonbValue) * NUM_STEP_OUTCOMES *
+								 Max(pipeline->nsteps, 1));
+
+	StaticAssertStmt(lengthof(outcome_names) == NUM_STEP_OUTCOMES,
+					 "NUM_STEP_OUTCOMES does not match StepOutcome");
+	for (int i = 0; i < pipeline->nsteps; i++)
+		for (int o = 0; o < NUM_STEP_OUTCOMES; o++)
+		{
+			JsonbWriter writer;
+
+			JsonbWriterInit(&writer);
+			JsonbWriterBeginObject(&writer, 2);
+			JsonbWriterString(&writer, "step", 4);
+			JsonbWriterString(&writer, "outcome", 7);
+			JsonbWriterCString(&writer, pipeline->steps[i].name);
+			JsonbWriterCString(&writer, outcome_names[o]);
+			JsonbWriterEnd(&writer);
+			JsonbToValue(JsonbWriterFinish(&writer), &entries[i * NUM_STEP_OUTCOMES + o]);
+		}
+	return entries;
+}
+
 /*
  * Reads one pipeline's definition from the tables into a new memory
  * context.  The context starts as a child of the caller's, so an error
