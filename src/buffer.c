@@ -40,6 +40,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -77,7 +78,7 @@ static NameRef *last_fired_name = NULL; /* the name it was fired by, resolved */
 static List *pending_order = NIL;	/* of PendingBuffer *, first fired first */
 
 /* Marks the pending buffers of a table (or all) to have it read again */
-void
+static void
 PendingBuffersTargetChanged(Oid relid)
 {
 	ListCell   *lc;
@@ -1070,11 +1071,24 @@ static const TransactionParticipant buffers_participant = {
 	.at_sub_commit = BuffersAtSubCommit,
 };
 
-/* Registers the buffers' transaction work; called from _PG_init, after the hooks' */
+/* Relcache callback: a target table changed (or everything did) */
+static void
+TargetsChanged(Datum arg, Oid relid)
+{
+	/* its insert plans name its columns; pending items were checked against them */
+	InsertPlansInvalidate(relid);
+	PendingBuffersTargetChanged(relid);
+}
+
+/*
+ * Registers the buffers' transaction work and their targets' invalidation;
+ * called from _PG_init, after the hooks' transaction work
+ */
 void
-BuffersRegisterTransactionWork(void)
+BuffersInit(void)
 {
 	TransactionRegisterParticipant(&buffers_participant);
+	CacheRegisterRelcacheCallback(TargetsChanged, (Datum) 0);
 }
 
 PG_FUNCTION_INFO_V1(choreo_fire_forget);

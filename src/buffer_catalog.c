@@ -66,9 +66,6 @@ BuffersChanged(Datum arg, Oid relid)
 		BufferCacheReset();
 		buffers_relid = InvalidOid;
 	}
-	/* a target table changed: its insert plans name its columns */
-	InsertPlansInvalidate(relid);
-	PendingBuffersTargetChanged(relid);
 }
 
 /* Registers the invalidation callback; called from _PG_init */

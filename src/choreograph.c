@@ -109,7 +109,7 @@ _PG_init(void)
 	TransactionCallbacksInit();
 	/* in this order: hooks' pre-commit work first, then the buffers' flush */
 	HooksRegisterTransactionWork();
-	BuffersRegisterTransactionWork();
+	BuffersInit();
 	if (choreo_preloaded)
 	{
 		SharedStateInit();

@@ -416,10 +416,9 @@ typedef struct PendingBuffer PendingBuffer;
 extern PendingBuffer *PendingBufferFor(const char *written, int len, NameRef **ref);
 extern int	PendingBufferColumn(PendingBuffer *buffer, const char *column);
 extern void BufferFireJsonb(PendingBuffer *buffer, int column, Jsonb *document);
-extern void BuffersRegisterTransactionWork(void);
+extern void BuffersInit(void);
 extern int64 BuffersFlushAll(void);
 extern void InsertPlansInvalidate(Oid relid);
-extern void PendingBuffersTargetChanged(Oid relid);
 
 /* direct_insert.c: writing rows without planning an INSERT */
 typedef struct DirectInsertColumns
