@@ -66,25 +66,19 @@ ResetSkipped(void)
 	skipped_schemas = NIL;
 }
 
+/* Counts a skipped row, and the role or schema it was skipped for (once) */
 static void
-SkipForRole(Oid role)
+SkipFor(List **why, Oid oid)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
-	skipped_roles = list_append_unique_oid(skipped_roles, role);
+	*why = list_append_unique_oid(*why, oid);
 	MemoryContextSwitchTo(old);
 	skipped_rows++;
 }
 
-static void
-SkipForSchema(Oid namespace)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-	skipped_schemas = list_append_unique_oid(skipped_schemas, namespace);
-	MemoryContextSwitchTo(old);
-	skipped_rows++;
-}
+#define SkipForRole(role) SkipFor(&skipped_roles, (role))
+#define SkipForSchema(namespace) SkipFor(&skipped_schemas, (namespace))
 
 /* A column of the row being inserted, by name; NULL columns are left to the constraints */
 static bool
