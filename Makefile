@@ -4,29 +4,32 @@ EXTENSION = choreograph
 MODULE_big = choreograph
 OBJS = \
 	src/choreograph.o \
-	src/buffer.o \
-	src/buffer_catalog.o \
-	src/buffer_write.o \
-	src/capture.o \
-	src/catalog.o \
-	src/direct_insert.o \
-	src/hooks.o \
-	src/jsonb_util.o \
-	src/jsonb_writer.o \
-	src/json_to_column.o \
-	src/names.o \
-	src/pipeline_cache.o \
-	src/row_guard.o \
-	src/run.o \
-	src/run_state.o \
-	src/schema_drop.o \
-	src/shmem.o \
-	src/transaction.o \
-	src/trigger.o \
-	src/trigger_row.o \
-	src/util.o \
-	src/worker.o \
-	src/worker_session.o
+	src/shared/direct_insert.o \
+	src/shared/extension_write.o \
+	src/shared/json_to_column.o \
+	src/shared/jsonb_util.o \
+	src/shared/jsonb_writer.o \
+	src/shared/names.o \
+	src/shared/row_guard.o \
+	src/shared/schema_drop.o \
+	src/shared/session_reset.o \
+	src/shared/transaction.o \
+	src/shared/trigger_row.o \
+	src/pipelines/catalog.o \
+	src/pipelines/catalog_rows.o \
+	src/pipelines/pipeline_cache.o \
+	src/pipelines/run.o \
+	src/pipelines/run_state.o \
+	src/pipelines/trigger.o \
+	src/hooks/hook_rows.o \
+	src/hooks/hooks.o \
+	src/buffers/buffer.o \
+	src/buffers/buffer_catalog.o \
+	src/buffers/buffer_write.o \
+	src/buffers/capture.o \
+	src/workers/shmem.o \
+	src/workers/worker.o \
+	src/workers/worker_session.o
 
 DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0.2--0.3.sql sql/choreograph--0.3--0.4.sql
 PGFILEDESC = "choreograph - transactional orchestration"
@@ -76,7 +79,7 @@ print-isolation:
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
 # every object depends on the headers: they hold the shared structs
-$(OBJS): $(wildcard $(srcdir)/src/*.h)
+$(OBJS): $(wildcard $(srcdir)/src/*/*.h)
 else
 all install installcheck:
 	@echo "PostgreSQL's PGXS was not found; run 'make demo' or 'make test' to install it, or set PG_CONFIG" >&2

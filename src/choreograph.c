@@ -14,7 +14,10 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
-#include "choreograph.h"
+#include "buffers/buffers.h"
+#include "hooks/hooks.h"
+#include "pipelines/pipelines.h"
+#include "workers/workers.h"
 
 PG_MODULE_MAGIC;
 
@@ -104,11 +107,17 @@ _PG_init(void)
 	choreo_preloaded = process_shared_preload_libraries_in_progress;
 	DefineSettings();
 	NamesInit();
-	PipelineCacheInit();
-	BufferCacheInit();
 	TransactionCallbacksInit();
+
+	PipelineCacheInit();
+	PipelineRowsGuard();
+	SessionResetRegister(RunStateReset);
+
 	/* in this order: hooks' pre-commit work first, then the buffers' flush */
 	HooksRegisterTransactionWork();
+	HookRowsGuard();
+
+	BufferCacheInit();
 	BuffersInit();
 	if (choreo_preloaded)
 	{

@@ -1,5 +1,5 @@
 /*
- * run.c
+ * pipelines/run.c
  *		Executing a pipeline: choreo_run, choreo_try_run, and the
  *		choreo_cancel / choreo_skip signals a precheck can raise.
  *
@@ -21,7 +21,7 @@
 #include "utils/regproc.h"
 #include "utils/resowner.h"
 
-#include "choreograph.h"
+#include "pipelines/pipelines.h"
 
 /* What a precheck decided */
 typedef enum PrecheckVerdict

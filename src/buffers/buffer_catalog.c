@@ -1,5 +1,5 @@
 /*
- * buffer_catalog.c
+ * buffers/buffer_catalog.c
  *		Buffer definitions: choreo_create_buffer, choreo_drop_buffer, and
  *		the per-backend cache of definitions that firing consults.
  *
@@ -15,6 +15,7 @@
 #include "access/htup_details.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
@@ -25,7 +26,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
-#include "choreograph.h"
+#include "buffers/buffers.h"
 
 #define MAX_BATCH_LIMIT 100000
 
@@ -40,6 +41,8 @@ static MemoryContext buffer_cache_cxt = NULL;
 static NameCache *buffer_names = NULL;	/* names as written, resolved */
 static Oid	buffers_relid = InvalidOid;
 static uint64 buffer_invalidations = 0;
+
+static HeapTuple BufferRowAllowed(Oid user, TriggerData *trigdata);
 
 /* Forgets every cached definition */
 static void
@@ -68,12 +71,13 @@ BuffersChanged(Datum arg, Oid relid)
 	}
 }
 
-/* Registers the invalidation callback; called from _PG_init */
+/* Registers the invalidation callback and the rows' guard; called from _PG_init */
 void
 BufferCacheInit(void)
 {
 	buffer_names = NameCacheCreate(&BufferKind, TopMemoryContext);
 	CacheRegisterRelcacheCallback(BuffersChanged, (Datum) 0);
+	RowGuardRegister("buffers", BufferRowAllowed);
 }
 
 /*
@@ -230,6 +234,25 @@ ValidateBufferTarget(const char *name, Oid target)
 				 errmsg("buffer \"%s\" cannot write into temporary table \"%s\"",
 						name, get_rel_name(target)),
 				 errdetail("A buffer is defined for every session and outlives this one; a temporary table does not.")));
+}
+
+/*
+ * A buffers row written without choreo_create_buffer (pg_restore, a role's
+ * own INSERT; see shared/row_guard.c): the inserter's, in a schema where
+ * it may create, into a table a buffer can write into
+ */
+static HeapTuple
+BufferRowAllowed(Oid user, TriggerData *trigdata)
+{
+	Datum		target;
+	Datum		name;
+
+	if (!RowGuardMayWriteFor(user, trigdata, "owner") || !RowGuardMayCreateIn(user, trigdata))
+		return NULL;
+	if (RowGuardValue(trigdata, "target", &target))
+		ValidateBufferTarget(RowGuardValue(trigdata, "name", &name) ?
+							 TextDatumGetCString(name) : "", DatumGetObjectId(target));
+	return trigdata->tg_trigtuple;
 }
 
 PG_FUNCTION_INFO_V1(choreo_create_buffer);

@@ -1,5 +1,5 @@
 /*
- * pipeline_cache.c
+ * pipelines/pipeline_cache.c
  *		The per-backend cache of pipeline definitions.
  *
  * A run must not read the definition tables: definitions are loaded once
@@ -32,8 +32,8 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
-#include "choreograph.h"
-#include "pg_compat.h"
+#include "pipelines/pipelines.h"
+#include "shared/pg_compat.h"
 
 typedef struct PipelineCacheEntry
 {

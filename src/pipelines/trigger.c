@@ -1,5 +1,5 @@
 /*
- * trigger.c
+ * pipelines/trigger.c
  *		choreo_trigger: running a pipeline from a row trigger.
  *
  * The run's input is the row (NEW, or OLD for DELETE), for steps that take
@@ -12,7 +12,7 @@
 #include "commands/trigger.h"
 #include "utils/rel.h"
 
-#include "choreograph.h"
+#include "pipelines/pipelines.h"
 
 PG_FUNCTION_INFO_V1(choreo_trigger);
 

@@ -1,5 +1,5 @@
 /*
- * capture.c
+ * buffers/capture.c
  *		choreo_capture: change capture into a buffer, from a row trigger.
  *
  * Each row fires one item into the buffer named by the trigger's first
@@ -12,7 +12,7 @@
 #include "commands/trigger.h"
 #include "utils/rel.h"
 
-#include "choreograph.h"
+#include "buffers/buffers.h"
 
 PG_FUNCTION_INFO_V1(choreo_capture);
 

@@ -1,5 +1,5 @@
 /*
- * names.c
+ * shared/names.c
  *		Names of pipelines and buffers, which belong to schemas as functions
  *		do: parsing a name as PostgreSQL parses a qualified name, finding the
  *		definition a name refers to (a qualified name in its schema, an
@@ -41,8 +41,8 @@
 #include "utils/syscache.h"
 #include "utils/varlena.h"
 
-#include "choreograph.h"
-#include "pg_compat.h"
+#include "shared/shared.h"
+#include "shared/pg_compat.h"
 
 const DefinitionKind PipelineKind = {"pipeline", "pipelines"};
 const DefinitionKind BufferKind = {"buffer", "buffers"};

@@ -1,5 +1,5 @@
 /*
- * trigger_row.c
+ * shared/trigger_row.c
  *		What C row triggers share (choreo_trigger runs a pipeline per row,
  *		choreo_capture fires an item per row): checking how they were
  *		called, the row they hand on, what they return, and the envelope
@@ -13,7 +13,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
-#include "choreograph.h"
+#include "shared/shared.h"
 
 /* The row a row trigger hands on: NEW, or OLD for a DELETE */
 static HeapTuple

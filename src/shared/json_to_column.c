@@ -1,5 +1,5 @@
 /*
- * json_to_column.c
+ * shared/json_to_column.c
  *		Converting a JSON value to a column's type exactly as
  *		jsonb_populate_record converts it: what buffers do with each value
  *		of a fired item.
@@ -35,7 +35,7 @@
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
-#include "choreograph.h"
+#include "shared/shared.h"
 
 /* Decides how values of a type are converted; looks up nothing else yet */
 void

@@ -1,5 +1,5 @@
 /*
- * buffer.c
+ * buffers/buffer.c
  *		Batched buffers: items fired with choreo_fire_forget (or
  *		choreo_capture) are kept in backend memory and written in batches
  *		(buffer_write.c), one statement per batch, when a buffer is full, on
@@ -49,7 +49,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-#include "buffer_private.h"
+#include "buffers/buffers.h"
 
 typedef struct Batch
 {

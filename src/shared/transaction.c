@@ -1,5 +1,5 @@
 /*
- * transaction.c
+ * shared/transaction.c
  *		The transaction callbacks, registered once per backend, and the
  *		work of each capability they call: capabilities register as
  *		participants (TransactionParticipant), in the order their work
@@ -23,7 +23,7 @@
 #include "utils/portal.h"
 #include "utils/snapmgr.h"
 
-#include "choreograph.h"
+#include "shared/shared.h"
 
 /* a bound on rounds of pre-commit work, so that a feedback loop ends */
 #define MAX_PRE_COMMIT_ROUNDS 1000

@@ -1,8 +1,9 @@
 /*
- * util.c
- *		Small helpers shared by several files: name arguments, the
- *		extension's tables, writing them on a caller's behalf, and hash
- *		tables keyed by strings of any length.
+ * shared/extension_write.c
+ *		SPI and privilege helpers every capability uses: the name argument
+ *		of a choreo_* function, refusing work in security-restricted
+ *		operations, finding the extension's tables, writing them on a
+ *		caller's behalf as their owner, and hash tables keyed by strings.
  */
 #include "postgres.h"
 
@@ -17,7 +18,7 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
-#include "choreograph.h"
+#include "shared/shared.h"
 
 /*
  * Returns the OID of one of the extension's tables.  Errors (or returns

@@ -1,5 +1,5 @@
 /*
- * direct_insert.c
+ * shared/direct_insert.c
  *		Writes a batch of rows into a table the way COPY FROM does, without
  *		planning an INSERT: slots are filled with the given values and the
  *		other columns' defaults, checked against the table's constraints,
@@ -42,8 +42,8 @@
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 
-#include "choreograph.h"
-#include "pg_compat.h"
+#include "shared/shared.h"
+#include "shared/pg_compat.h"
 
 /* Rows and bytes held in slots before they are written, as COPY does */
 #define DIRECT_INSERT_MAX_ROWS	1000

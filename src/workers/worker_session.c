@@ -1,5 +1,5 @@
 /*
- * worker_session.c
+ * workers/worker_session.c
  *		What a post-commit hook leaves in the worker's session is removed
  *		before the next hook runs.
  *
@@ -51,7 +51,7 @@
 #include "utils/portal.h"
 #include "utils/snapmgr.h"
 
-#include "choreograph.h"
+#include "workers/workers.h"
 
 /*
  * Drops the objects in the session's temporary schema, if it has one, in a
@@ -126,8 +126,8 @@ ResetSession(void)
 	 */
 	ResetAllOptions();
 
-	/* what choreo_bag() and choreo_errors() show after a run */
-	RunStateReset();
+	/* what capabilities keep per session: choreo_bag()'s last run, say */
+	SessionResetAll();
 
 	/* temporary tables, functions, operators, types... (DISCARD TEMP) */
 	DropTemporaryObjects();

@@ -1,13 +1,16 @@
 /*
- * choreograph.h
- *		Declarations shared by the files of the choreograph extension.
+ * shared/shared.h
+ *		What every capability of choreograph builds on: its SQLSTATEs and
+ *		settings, names of definitions, writing the extension's tables,
+ *		jsonb reading and writing, row triggers, the transaction callbacks
+ *		each capability registers into, and writing rows without planning.
  *
- * Each .c file owns one concern; this header only carries what crosses
- * file boundaries: the extension's SQLSTATEs, its settings, the cached
- * pipeline definitions and the run state that steps can inspect.
+ * The capabilities (pipelines/, hooks/, buffers/, workers/) each have a
+ * folder and a header of their own and include this one; nothing here
+ * knows any of them.
  */
-#ifndef CHOREOGRAPH_H
-#define CHOREOGRAPH_H
+#ifndef CHOREOGRAPH_SHARED_H
+#define CHOREOGRAPH_SHARED_H
 
 #include "postgres.h"
 
@@ -18,7 +21,9 @@
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
-#include "pg_compat.h"
+#include "shared/pg_compat.h"
+
+struct TriggerData;
 
 /* The extension's own SQLSTATEs (class CH) */
 #define ERRCODE_CHOREO_CANCELED		MAKE_SQLSTATE('C','H','0','0','1')
@@ -36,90 +41,7 @@ extern int	choreo_hook_max_attempts;
 extern int	choreo_error_max_length;
 extern bool choreo_hook_synchronous_commit;
 extern bool choreo_preloaded;	/* loaded through shared_preload_libraries */
-
-/*
- * A function used by a step (a precheck or a job), resolved once per
- * backend.  The argument mode depends on the type of the run's input, so
- * it is resolved on first use and kept for the last input type seen.
- */
-typedef enum StepArgMode
-{
-	STEP_ARG_NONE,				/* takes no argument */
-	STEP_ARG_INPUT,				/* takes the input as is */
-	STEP_ARG_JSONB				/* takes the input converted to jsonb */
-} StepArgMode;
-
-typedef struct StepFunction
-{
-	Oid			oid;
-	FmgrInfo	flinfo;
-	bool		exists;			/* false once the function has been dropped */
-	bool		strict;
-	int16		nargs;			/* 0 or 1 */
-	Oid			argtype;
-	Oid			rettype;
-	Oid			collation;		/* passed to the call: the argument type's */
-	uint32		hashvalue;		/* PROCOID syscache hash, for invalidation */
-	Oid			mode_input_type;	/* input type the mode was resolved for */
-	StepArgMode mode;
-	bool		mode_resolved;
-	bool		in_use;			/* a call through flinfo is in progress */
-} StepFunction;
-
-typedef struct PipelineStep
-{
-	char	   *name;
-	StepFunction *precheck;		/* NULL when the step has none */
-	StepFunction job;
-} PipelineStep;
-
-/*
- * A pipeline definition as cached by one backend.  It lives in its own
- * memory context; runs pin it so that an invalidation arriving while a step
- * executes (a step may itself redefine pipelines) cannot free it under them.
- */
-typedef struct Pipeline
-{
-	char	   *name;			/* its name in its schema */
-	Oid			namespace;
-	MemoryContext cxt;
-	int			nsteps;
-	PipelineStep *steps;
-	int		   *key_order;		/* step indexes in jsonb key order, for the bag */
-	JsonbValue *step_entries;	/* per step and outcome, its report entry */
-	int			pins;
-	bool		stale;			/* no longer in the cache; free at last unpin */
-	Oid			acl_checked_user;	/* role whose EXECUTE rights were checked */
-	uint64		acl_checked_generation;
-} Pipeline;
-
-/* how many outcomes a step can have (StepOutcome) */
-#define NUM_STEP_OUTCOMES 5
-
-/* pipeline_cache.c */
-extern void PipelineCacheInit(void);
-extern Pipeline *PipelineAcquire(const char *name);
-
-/* What a call site keeps to find its pipeline again without hashing */
-typedef struct PipelineRef
-{
-	struct NameCacheEntry *name;	/* the name's resolution (a NameRef) */
-	Pipeline   *pipeline;		/* what it found; not pinned */
-	uint64		generation;		/* the cache's invalidations when found */
-} PipelineRef;
-
-extern Pipeline *PipelineAcquireRef(const char *name, int len, PipelineRef *ref);
-extern void PipelineRelease(Pipeline *pipeline);
-extern void PipelineCheckCallable(Pipeline *pipeline);
-extern void PipelineCheckStillCallable(Pipeline *pipeline, int stepno,
-									   StepFunction *function, const char *role);
-extern void PipelineCacheReset(void);
-
-/* catalog.c */
-extern void ValidateStepFunction(Oid function, const char *role, const char *pipeline,
-								 const char *step);
-
-/* util.c */
+/* extension_write.c: arguments, and writing the extension's tables */
 extern Oid	ChoreoRelationOid(const char *relname, bool missing_ok);
 extern char *NameArgument(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void PreventInSecurityRestrictedOperation(const char *action);
@@ -268,26 +190,6 @@ typedef struct RowJsonbLayout
 extern RowJsonbLayout *RowJsonbLayoutFor(TupleDesc desc, MemoryContext cxt);
 extern void JsonbWriterRow(JsonbWriter *writer, RowJsonbLayout *layout, HeapTuple tuple);
 
-/* run.c */
-/*
- * The input of a run.  Both forms are made on first use: a trigger run only
- * builds the row datum if a step takes the row, and the jsonb form (which
- * for a trigger run is the envelope) if a step takes jsonb.
- */
-typedef struct RunInput
-{
-	Oid			type;			/* InvalidOid for a run without input */
-	bool		value_ready;
-	Datum		value;
-	bool		isnull;
-	Jsonb	   *jsonb;			/* NULL until made */
-	struct TriggerData *trigger;	/* set for runs started by choreo_trigger */
-	FmgrInfo   *trigger_flinfo; /* its call info, which caches the envelope's layout */
-} RunInput;
-
-extern Jsonb *RunPipeline(const char *pipeline_name, PipelineRef *ref, RunInput *input,
-						  bool try_only, bool want_report);
-
 /* trigger_row.c: what the C row triggers share */
 extern Datum TriggerRowDatum(struct TriggerData *trigdata);
 extern Jsonb *TriggerEnvelope(struct TriggerData *trigdata, FmgrInfo *flinfo);
@@ -297,75 +199,6 @@ extern struct TriggerData *RowTriggerData(FunctionCallInfo fcinfo, const char *f
 										  const char *example);
 extern Datum RowTriggerUnchanged(struct TriggerData *trigdata);
 
-/* run_state.c: the bag, outcomes and error stack of runs */
-typedef enum StepOutcome
-{
-	OUTCOME_NOT_RUN,
-	OUTCOME_DONE,
-	OUTCOME_SKIPPED,
-	OUTCOME_FAILED,
-	OUTCOME_CANCELED
-} StepOutcome;
-
-typedef enum RunStatus
-{
-	RUN_RUNNING,
-	RUN_COMPLETED,
-	RUN_FAILED,
-	RUN_CANCELED
-} RunStatus;
-
-typedef enum StepPhase
-{
-	PHASE_NONE,
-	PHASE_PRECHECK,
-	PHASE_JOB
-} StepPhase;
-
-/* What one step produced; values live in the run's memory */
-typedef struct StepResult
-{
-	StepOutcome outcome;
-	bool		has_precheck_data;
-	bool		has_job_data;
-	JsonbValue	precheck_data;	/* a scalar, or a container (jbvBinary) */
-	JsonbValue	job_data;
-} StepResult;
-
-typedef struct RunError
-{
-	int			step;			/* index into the pipeline, -1 for none */
-	StepPhase	phase;
-	int			sqlerrcode;
-	char	   *message;
-} RunError;
-
-typedef struct Run
-{
-	MemoryContext cxt;			/* holds this struct and everything below */
-	Pipeline   *pipeline;		/* pinned for as long as the run is kept */
-	struct Run *outer;			/* the run this one is nested in */
-	int			depth;
-	RunStatus	status;
-	int			current_step;	/* -1 outside steps */
-	StepPhase	current_phase;
-	StepResult *results;		/* one per step */
-	List	   *errors;			/* of RunError *, oldest first */
-	bool		fatal_recorded;
-	Jsonb	   *skip_data;		/* set by choreo_skip() for the running precheck */
-	StepFunction *calling;		/* the function whose flinfo is in use by us */
-} Run;
-
-extern void RunCheckDepth(const char *pipeline_name);
-extern Run *RunBegin(Pipeline *pipeline);
-extern void RunEnd(Run *run);
-extern Run *RunCurrent(void);
-extern void RunStateReset(void);
-extern void RunRecordError(Run *run, int step, StepPhase phase,
-						   int sqlerrcode, const char *message);
-extern Jsonb *RunBuildBag(Run *run);
-extern Jsonb *RunBuildReport(Run *run);
-extern const char *StepPhaseName(StepPhase phase);
 
 /*
  * transaction.c: the transaction callbacks all features hang off.  Each
@@ -389,37 +222,6 @@ typedef struct TransactionParticipant
 extern void TransactionCallbacksInit(void);
 extern void TransactionRegisterParticipant(const TransactionParticipant *participant);
 
-/* hooks.c: pre-commit and post-commit hooks */
-extern void HooksRegisterTransactionWork(void);
-extern Oid	CheckHookCallback(Datum callback, const char *kind);
-extern void CallHookFunction(Oid callback, Jsonb *payload, Oid userid);
-
-/* buffer_catalog.c: buffer definitions */
-typedef struct BufferDef
-{
-	DefinitionId id;
-	Oid			target;
-	int			max_batch;
-	Oid			owner;
-} BufferDef;
-
-extern void BufferCacheInit(void);
-extern void ValidateBufferTarget(const char *name, Oid target);
-extern void BufferLookupId(const DefinitionId *id, BufferDef *def);
-extern const DefinitionId *BufferResolve(const char *written, int len);
-extern NameRef *BufferNameLookup(const char *written, int len);
-extern uint64 BufferDefinitionsGeneration(void);
-
-/* buffer.c: batched buffers */
-typedef struct PendingBuffer PendingBuffer;
-
-extern PendingBuffer *PendingBufferFor(const char *written, int len, NameRef **ref);
-extern int	PendingBufferColumn(PendingBuffer *buffer, const char *column);
-extern void BufferFireJsonb(PendingBuffer *buffer, int column, Jsonb *document);
-extern void BuffersInit(void);
-extern int64 BuffersFlushAll(void);
-extern void InsertPlansInvalidate(Oid relid);
-
 /* direct_insert.c: writing rows without planning an INSERT */
 typedef struct DirectInsertColumns
 {
@@ -432,26 +234,26 @@ typedef struct DirectInsertColumns
 extern bool DirectInsertRows(Oid relid, const DirectInsertColumns *columns, int nrows,
 							 Datum *const *values, bool *const *nulls);
 
-/* shmem.c: state shared with the background workers */
-extern void SharedStateInit(void);
-extern void WorkersWake(uint64 txid);
-extern int	CommitQueueTake(uint64 *txids, int max, bool *look_everywhere);
-extern bool WorkerMaySleep(int index);
-extern void WorkerAwake(int index);
-extern void WorkerSlotAttach(int index);
-extern bool WorkerClaimGroup(int index, uint64 group);
-extern void WorkerSetRunning(int index, int64 hook_id);
-extern long WorkerStartDelay(int index);
-extern void WorkerStarted(int index);
+/*
+ * row_guard.c: rows written into the extension's tables without its
+ * functions (pg_restore, a role's own INSERT).  Each capability registers
+ * the check of its tables' rows, which returns the row to write (maybe
+ * changed) or NULL to skip it, counting why with RowGuardSkip*.
+ */
+typedef HeapTuple (*RowGuardCheck) (Oid user, struct TriggerData *trigdata);
 
-/* the most workers choreograph.max_workers allows */
-#define MAX_CHOREO_WORKERS 64
+extern void RowGuardRegister(const char *table, RowGuardCheck check);
+extern bool RowGuardValue(struct TriggerData *trigdata, const char *column, Datum *value);
+extern bool RowGuardMayWriteFor(Oid user, struct TriggerData *trigdata, const char *column);
+extern bool RowGuardMayCreateIn(Oid user, struct TriggerData *trigdata);
+extern void RowGuardSkipForRole(Oid role);
+extern void RowGuardSkipOrphan(void);
 
-/* worker.c: the background workers running post-commit hooks */
-extern void WorkersRegister(void);
+/*
+ * session_reset.c: what capabilities keep per session that a fresh
+ * session would not have; the workers reset it between items of work.
+ */
+extern void SessionResetRegister(void (*reset) (void));
+extern void SessionResetAll(void);
 
-/* worker_session.c: a worker's session made fresh again between hooks */
-extern void WorkerSessionReset(void);
-extern bool WorkerSessionServes(Oid role);
-
-#endif							/* CHOREOGRAPH_H */
+#endif							/* CHOREOGRAPH_SHARED_H */

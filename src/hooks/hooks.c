@@ -1,5 +1,5 @@
 /*
- * hooks.c
+ * hooks/hooks.c
  *		Commit hooks: choreo_pre_commit (run in the committing transaction)
  *		and choreo_post_commit / choreo_retry_hook (an outbox row, run later
  *		by a background worker, see worker.c).
@@ -30,8 +30,9 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-#include "choreograph.h"
-#include "pg_compat.h"
+#include "hooks/hooks.h"
+#include "workers/workers.h"
+#include "shared/pg_compat.h"
 
 /* The keys used so far in this transaction, savepoint-exact */
 typedef struct TransactionKeys

@@ -1,5 +1,5 @@
 /*
- * run_state.c
+ * pipelines/run_state.c
  *		The state of pipeline runs: the stack of active runs, the bag, step
  *		outcomes and error stack of each, the report built from them, and
  *		the SQL functions that let steps (and callers) read them.
@@ -18,7 +18,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "choreograph.h"
+#include "pipelines/pipelines.h"
 
 static Run *current_run = NULL;	/* innermost active run */
 static Run *last_run = NULL;	/* most recently ended run */

@@ -1,5 +1,5 @@
 /*
- * worker.c
+ * workers/worker.c
  *		The background workers that run post-commit hooks.
  *
  * choreograph.max_workers workers are registered at startup when the
@@ -47,8 +47,9 @@
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
 
-#include "choreograph.h"
-#include "pg_compat.h"
+#include "hooks/hooks.h"
+#include "workers/workers.h"
+#include "shared/pg_compat.h"
 
 PGDLLEXPORT void choreo_worker_main(Datum main_arg);
 

@@ -1,5 +1,5 @@
 /*
- * jsonb_util.c
+ * shared/jsonb_util.c
  *		Turning SQL values into jsonb, and building jsonb documents fast.
  *
  * Values of any type are rendered exactly as to_jsonb() renders them.  The
@@ -24,7 +24,7 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
-#include "choreograph.h"
+#include "shared/shared.h"
 
 typedef struct JsonbConverter
 {

@@ -1,5 +1,5 @@
 /*
- * schema_drop.c
+ * shared/schema_drop.c
  *		Definitions go with their schema: the event triggers that make DROP
  *		SCHEMA refuse while a schema holds pipelines or buffers (unless
  *		CASCADE), and that delete the definitions of every dropped schema.
@@ -25,7 +25,7 @@
 #include "nodes/parsenodes.h"
 #include "utils/builtins.h"
 
-#include "choreograph.h"
+#include "shared/shared.h"
 
 /* at most this many definitions are listed in the error, as PostgreSQL does */
 #define MAX_REPORTED_DEPS 100

@@ -1,12 +1,40 @@
 /*
- * buffer_private.h
- *		What buffer.c (pending items) and buffer_write.c (writing them)
- *		share: the shapes of a transaction's pending buffers and items.
+ * buffers/buffers.h
+ *		Batched buffers: their definitions (buffer_catalog.c), a
+ *		transaction's pending items (buffer.c), writing them
+ *		(buffer_write.c), and choreo_capture (capture.c).
  */
-#ifndef CHOREOGRAPH_BUFFER_PRIVATE_H
-#define CHOREOGRAPH_BUFFER_PRIVATE_H
+#ifndef CHOREOGRAPH_BUFFERS_H
+#define CHOREOGRAPH_BUFFERS_H
 
-#include "choreograph.h"
+#include "shared/shared.h"
+
+/* buffer_catalog.c: buffer definitions */
+typedef struct BufferDef
+{
+	DefinitionId id;
+	Oid			target;
+	int			max_batch;
+	Oid			owner;
+} BufferDef;
+
+extern void BufferCacheInit(void);
+extern void ValidateBufferTarget(const char *name, Oid target);
+extern void BufferLookupId(const DefinitionId *id, BufferDef *def);
+extern const DefinitionId *BufferResolve(const char *written, int len);
+extern NameRef *BufferNameLookup(const char *written, int len);
+extern uint64 BufferDefinitionsGeneration(void);
+
+/* buffer.c: batched buffers */
+typedef struct PendingBuffer PendingBuffer;
+
+extern PendingBuffer *PendingBufferFor(const char *written, int len, NameRef **ref);
+extern int	PendingBufferColumn(PendingBuffer *buffer, const char *column);
+extern void BufferFireJsonb(PendingBuffer *buffer, int column, Jsonb *document);
+extern void BuffersInit(void);
+extern int64 BuffersFlushAll(void);
+extern void InsertPlansInvalidate(Oid relid);
+
 
 /* A column of a buffer's target table, as read at the first fire */
 typedef struct BufferColumn
@@ -41,7 +69,6 @@ typedef struct BufferItem
 	bool	   *nulls;
 } BufferItem;
 
-/* (typedef'd in choreograph.h) */
 struct PendingBuffer
 {
 	MemoryContext cxt;			/* everything below, batches included */
@@ -67,4 +94,4 @@ extern void BufferWriteItems(PendingBuffer *buffer, BufferItem **items, int nite
 extern Datum BufferWriteReturning(PendingBuffer *buffer, BufferItem *item);
 extern void BufferWriteAtEnd(void);
 
-#endif							/* CHOREOGRAPH_BUFFER_PRIVATE_H */
+#endif							/* CHOREOGRAPH_BUFFERS_H */

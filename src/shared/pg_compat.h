@@ -1,5 +1,5 @@
 /*
- * pg_compat.h
+ * shared/pg_compat.h
  *		Every difference between the PostgreSQL major versions choreograph
  *		builds against (15, 17 and 18), in one place.
  *

@@ -1,5 +1,5 @@
 /*
- * jsonb_writer.c
+ * shared/jsonb_writer.c
  *		Writing jsonb documents directly in their binary format.
  *
  * The documents choreograph builds on its hot paths (a run's report, bag,
@@ -22,7 +22,7 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
-#include "choreograph.h"
+#include "shared/shared.h"
 
 /* Pads the buffer with zeros to an int boundary; returns the padding */
 static int

@@ -1,5 +1,5 @@
 /*
- * buffer_write.c
+ * buffers/buffer_write.c
  *		Writing a buffer's items into its table: without planning anything
  *		where the table allows it (direct_insert.c, the way COPY writes),
  *		else with a planned
@@ -38,7 +38,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "buffer_private.h"
+#include "buffers/buffers.h"
 
 /* A prepared INSERT, and how many batches are being written with it */
 typedef struct KeptPlan

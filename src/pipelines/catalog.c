@@ -1,5 +1,5 @@
 /*
- * catalog.c
+ * pipelines/catalog.c
  *		Pipeline definitions: choreo_add_step, choreo_remove_step,
  *		choreo_drop_pipeline, their validation and ownership rules, and the
  *		trigger that tells every backend's cache that definitions changed.
@@ -31,7 +31,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
-#include "choreograph.h"
+#include "pipelines/pipelines.h"
 
 /*
  * Checks that a function can serve as a step's precheck or job: a plain

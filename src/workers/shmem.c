@@ -1,5 +1,5 @@
 /*
- * shmem.c
+ * workers/shmem.c
  *		The little state the backends share with the background workers:
  *		each worker's latch (so that a committing backend can wake them),
  *		the hook each is running (for the choreo_hooks view) and the
@@ -18,7 +18,7 @@
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 
-#include "choreograph.h"
+#include "workers/workers.h"
 
 typedef struct WorkerSlot
 {
