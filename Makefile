@@ -11,6 +11,7 @@ OBJS = \
 	src/shared/jsonb_writer.o \
 	src/shared/names.o \
 	src/shared/row_guard.o \
+	src/shared/savepoint_list.o \
 	src/shared/schema_drop.o \
 	src/shared/session_reset.o \
 	src/shared/transaction.o \

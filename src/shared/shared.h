@@ -235,6 +235,21 @@ extern bool DirectInsertRows(Oid relid, const DirectInsertColumns *columns, int 
 							 Datum *const *values, bool *const *nulls);
 
 /*
+ * savepoint_list.c: lists whose entries belong to the savepoint that made
+ * them.  An entry's first member is its SavepointTag.
+ */
+typedef struct SavepointTag
+{
+	int			nest_level;		/* the subtransaction level that made it */
+} SavepointTag;
+
+extern void SavepointTagSet(SavepointTag *tag);
+extern List *SavepointListAtSubAbort(List *list, int nest_level, int keep,
+									 void (*forget) (void *entry, void *arg), void *arg);
+extern void SavepointListAtSubCommit(List *list, int nest_level);
+extern void SavepointLevelAtSubCommit(int *level, int nest_level);
+
+/*
  * row_guard.c: rows written into the extension's tables without its
  * functions (pg_restore, a role's own INSERT).  Each capability registers
  * the check of its tables' rows, which returns the row to write (maybe
