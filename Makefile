@@ -6,6 +6,7 @@ OBJS = \
 	src/choreograph.o \
 	src/shared/direct_insert.o \
 	src/shared/extension_write.o \
+	src/shared/function_shape.o \
 	src/shared/json_to_column.o \
 	src/shared/jsonb_util.o \
 	src/shared/jsonb_writer.o \
@@ -14,6 +15,7 @@ OBJS = \
 	src/shared/savepoint_list.o \
 	src/shared/schema_drop.o \
 	src/shared/session_reset.o \
+	src/shared/subtransaction.o \
 	src/shared/transaction.o \
 	src/shared/trigger_row.o \
 	src/pipelines/catalog.o \
@@ -22,8 +24,11 @@ OBJS = \
 	src/pipelines/run.o \
 	src/pipelines/run_state.o \
 	src/pipelines/trigger.o \
+	src/hooks/hook_call.o \
+	src/hooks/hook_keys.o \
 	src/hooks/hook_rows.o \
-	src/hooks/hooks.o \
+	src/hooks/post_commit.o \
+	src/hooks/pre_commit.o \
 	src/buffers/buffer.o \
 	src/buffers/buffer_catalog.o \
 	src/buffers/buffer_write.o \

@@ -114,7 +114,8 @@ _PG_init(void)
 	SessionResetRegister(RunStateReset);
 
 	/* in this order: hooks' pre-commit work first, then the buffers' flush */
-	HooksRegisterTransactionWork();
+	PreCommitHooksInit();
+	PostCommitHooksInit();
 	HookRowsGuard();
 
 	BufferCacheInit();

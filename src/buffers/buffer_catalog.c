@@ -187,29 +187,6 @@ BufferNameLookup(const char *written, int len)
 	return NameCacheLookup(buffer_names, written, len);
 }
 
-/* Locks a buffer's row and checks that the caller may change it */
-static void
-LockOwnedBuffer(ExtensionWrite *write, const DefinitionName *name, const DefinitionId *id)
-{
-	Oid			argtypes[2] = {OIDOID, TEXTOID};
-	Datum		args[2] = {ObjectIdGetDatum(id->namespace),
-	CStringGetTextDatum(NameStr(id->name))};
-	bool		isnull;
-	Oid			owner;
-
-	if (ExecuteExtensionQuery("SELECT owner::pg_catalog.oid FROM " CHOREO_SCHEMA ".buffers"
-							  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
-							  "   AND name OPERATOR(pg_catalog.=) $2 FOR UPDATE",
-							  2, argtypes, args, SPI_OK_SELECT) == 0)
-		DefinitionNotFound(&BufferKind, name);
-	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 1, &isnull));
-	if (!has_privs_of_role(write->caller, owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of buffer \"%s\"", name->display)));
-}
-
 /*
  * Checks that a buffer can write into a table: a plain or partitioned
  * table, not a temporary one.
@@ -334,7 +311,8 @@ choreo_drop_buffer(PG_FUNCTION_ARGS)
 	if (!found)
 		DefinitionNotFound(&BufferKind, &name);
 	BeginExtensionWrite(&write, true);
-	LockOwnedBuffer(&write, &name, &id);
+	if (!LockOwnedDefinition(&BufferKind, &write, &id, name.display))
+		DefinitionNotFound(&BufferKind, &name);
 	args[0] = ObjectIdGetDatum(id.namespace);
 	args[1] = CStringGetTextDatum(NameStr(id.name));
 	ExecuteExtensionQuery("DELETE FROM " CHOREO_SCHEMA ".buffers"

@@ -8,10 +8,29 @@
 
 #include "shared/shared.h"
 
-/* hooks.c: pre-commit and post-commit hooks */
-extern void HooksRegisterTransactionWork(void);
+/* hook_call.c: a hook's callback */
 extern Oid	CheckHookCallback(Datum callback, const char *kind);
 extern void CallHookFunction(Oid callback, Jsonb *payload, Oid userid);
+extern const char *HookName(Oid callback);
+
+/* hook_keys.c: the keys used so far in a transaction, savepoint-exact */
+typedef struct TransactionKeys
+{
+	struct HTAB *hash;			/* of const char *: "role/key" */
+	List	   *entries;		/* of KeyEntry, a savepoint list */
+	const char *last;			/* the key added or found last: a fast path */
+	const char *last_text;		/* its text after the role */
+	Oid			last_role;
+} TransactionKeys;
+
+extern bool TransactionKeysAdd(TransactionKeys *keys, text *key_text);
+extern void TransactionKeysAtSubAbort(TransactionKeys *keys, int nest_level);
+extern void TransactionKeysAtSubCommit(TransactionKeys *keys, int nest_level);
+extern void TransactionKeysReset(TransactionKeys *keys);
+
+/* pre_commit.c, post_commit.c: each registers its transaction work */
+extern void PreCommitHooksInit(void);
+extern void PostCommitHooksInit(void);
 
 /* hook_rows.c */
 extern void HookRowsGuard(void);

@@ -41,90 +41,13 @@ void
 ValidateStepFunction(Oid function, const char *role, const char *pipeline,
 					 const char *step)
 {
-	HeapTuple	tuple;
-	Form_pg_proc proc;
-	char	   *signature;
+	FunctionShape shape;
 
-	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(function));
-	if (!HeapTupleIsValid(tuple))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function with OID %u does not exist", function)));
-	proc = (Form_pg_proc) GETSTRUCT(tuple);
-	signature = format_procedure(function);
-
-	if (proc->prokind != PROKIND_FUNCTION)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("%s is not a function", signature),
-				 errdetail("The %s of step \"%s\" of pipeline \"%s\" must be a plain function, not a procedure or an aggregate.",
-						   role, step, pipeline)));
-	if (proc->pronargs > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function %s takes %d arguments", signature, proc->pronargs),
-				 errdetail("The %s of step \"%s\" of pipeline \"%s\" must take zero arguments or one (the run's input).",
-						   role, step, pipeline)));
-	if (proc->proretset)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("function %s returns a set", signature),
-				 errdetail("The %s of step \"%s\" of pipeline \"%s\" must return a single value.",
-						   role, step, pipeline)));
-	if (proc->pronargs == 1 &&
-		get_typtype(proc->proargtypes.values[0]) == TYPTYPE_PSEUDO)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("function %s takes an argument of pseudo-type %s",
-						signature, format_type_be(proc->proargtypes.values[0])),
-				 errdetail("The %s of step \"%s\" of pipeline \"%s\" must take an argument of a real type, such as a table's row type or jsonb.",
-						   role, step, pipeline)));
-	if (get_typtype(proc->prorettype) == TYPTYPE_PSEUDO &&
-		proc->prorettype != VOIDOID && proc->prorettype != RECORDOID)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("function %s returns pseudo-type %s",
-						signature, format_type_be(proc->prorettype)),
-				 errdetail("The %s of step \"%s\" of pipeline \"%s\" must return a value or void.",
-						   role, step, pipeline)));
-	ReleaseSysCache(tuple);
-}
-
-/*
- * Locks a pipeline's row and checks that the caller may change it.
- * Returns false (having locked nothing) when the pipeline does not exist.
- */
-static bool
-LockOwnedPipeline(ExtensionWrite *write, const DefinitionId *id, const char *display)
-{
-	Oid			argtypes[2] = {OIDOID, TEXTOID};
-	Datum		args[2] = {ObjectIdGetDatum(id->namespace),
-	CStringGetTextDatum(NameStr(id->name))};
-	bool		isnull;
-	Oid			owner;
-
-	if (ExecuteExtensionQuery("SELECT owner::pg_catalog.oid FROM " CHOREO_SCHEMA ".pipelines"
-							  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
-							  "   AND name OPERATOR(pg_catalog.=) $2 FOR UPDATE",
-							  2, argtypes, args, SPI_OK_SELECT) == 0)
-		return false;
-
-	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 1, &isnull));
-	if (!has_privs_of_role(write->caller, owner))
-	{
-		char	   *owner_name = GetUserNameFromId(owner, true);
-
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of pipeline \"%s\"", display),
-				 owner_name != NULL ?
-				 errdetail("Pipeline \"%s\" belongs to role \"%s\".",
-						   display, owner_name) :
-				 errdetail("Pipeline \"%s\" belongs to a role that was dropped (OID %u).",
-						   display, owner)));
-	}
-	return true;
+	shape.serves_as = psprintf("The %s of step \"%s\" of pipeline \"%s\"",
+							   role, step, pipeline);
+	shape.only_argument_type = InvalidOid;
+	shape.argument = "the run's input";
+	CheckFunctionShape(function, &shape);
 }
 
 /*
@@ -135,7 +58,7 @@ static void
 LockNamedPipeline(ExtensionWrite *write, const DefinitionName *name, const DefinitionId *id,
 				  bool found)
 {
-	if (!found || !LockOwnedPipeline(write, id, name->display))
+	if (!found || !LockOwnedDefinition(&PipelineKind, write, id, name->display))
 		DefinitionNotFound(&PipelineKind, name);
 }
 
@@ -199,7 +122,7 @@ choreo_add_step(PG_FUNCTION_ARGS)
 							  " VALUES ($1::pg_catalog.regnamespace, $2, $3::pg_catalog.regrole)"
 							  " ON CONFLICT (namespace, name) DO NOTHING",
 							  3, pipeline_argtypes, args, SPI_OK_INSERT);
-	if (!LockOwnedPipeline(&write, &id, pipeline))
+	if (!LockOwnedDefinition(&PipelineKind, &write, &id, pipeline))
 		DefinitionNotFound(&PipelineKind, &name);	/* dropped concurrently */
 
 	args[2] = CStringGetTextDatum(step);

@@ -191,28 +191,28 @@ CallStepFunction(Run *run, StepFunction *function, RunInput *input,
 	DatumToJsonbValue(*result, *result_isnull, function->rettype, data, run->cxt);
 }
 
-/*
- * Copies the error being handled into the run's memory and clears the
- * error state.  Called from a PG_CATCH block.
- */
-static ErrorData *
-CatchError(Run *run)
+/* A step's precheck, called in a subtransaction of its own */
+typedef struct PrecheckCall
 {
-	ErrorData  *edata;
+	Run		   *run;
+	int			stepno;
+	RunInput   *input;
+	bool		skip_job;		/* set when it returned false or NULL */
+} PrecheckCall;
 
-	RunReleaseFunction(run);
-	MemoryContextSwitchTo(run->cxt);
-	edata = CopyErrorData();
-	FlushErrorState();
-	return edata;
-}
-
-/* Restores what Begin/Release/RollbackInternalSubTransaction change */
 static void
-RestoreCaller(MemoryContext cxt, ResourceOwner owner)
+CallPrecheck(void *arg)
 {
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
+	PrecheckCall *call = (PrecheckCall *) arg;
+	StepFunction *precheck = call->run->pipeline->steps[call->stepno].precheck;
+	StepResult *result = &call->run->results[call->stepno];
+	Datum		value;
+	bool		isnull;
+
+	CallStepFunction(call->run, precheck, call->input, &value, &isnull,
+					 &result->precheck_data);
+	result->has_precheck_data = true;
+	call->skip_job = precheck->rettype == BOOLOID && (isnull || !DatumGetBool(value));
 }
 
 /*
@@ -223,71 +223,44 @@ RestoreCaller(MemoryContext cxt, ResourceOwner owner)
 static PrecheckVerdict
 RunPrecheck(Run *run, int stepno, RunInput *input, bool try_only)
 {
-	StepFunction *precheck = run->pipeline->steps[stepno].precheck;
 	StepResult *result = &run->results[stepno];
-	MemoryContext callcxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile PrecheckVerdict verdict = PRECHECK_RUN_JOB;
+	PrecheckCall call = {run, stepno, input, false};
+	ErrorData  *edata;
 
 	run->current_phase = PHASE_PRECHECK;
 	run->skip_data = NULL;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(callcxt);
-	PG_TRY();
+	edata = CallInSubTransaction(CallPrecheck, &call, run->cxt);
+	if (edata == NULL)
+		return call.skip_job ? PRECHECK_SKIP_JOB : PRECHECK_RUN_JOB;
+
+	RunReleaseFunction(run);
+	RunRecordError(run, stepno, PHASE_PRECHECK, edata->sqlerrcode, edata->message);
+	result->has_precheck_data = false;
+	switch (edata->sqlerrcode)
 	{
-		Datum		value;
-		bool		isnull;
-
-		CallStepFunction(run, precheck, input, &value, &isnull,
-						 &result->precheck_data);
-		result->has_precheck_data = true;
-		if (precheck->rettype == BOOLOID && (isnull || !DatumGetBool(value)))
-			verdict = PRECHECK_SKIP_JOB;
-
-		ReleaseCurrentSubTransaction();
-		RestoreCaller(callcxt, owner);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata = CatchError(run);
-
-		RollbackAndReleaseCurrentSubTransaction();
-		RestoreCaller(callcxt, owner);
-
-		RunRecordError(run, stepno, PHASE_PRECHECK, edata->sqlerrcode,
-					   edata->message);
-		result->has_precheck_data = false;
-		switch (edata->sqlerrcode)
-		{
-			case ERRCODE_CHOREO_SKIP:
-				/* choreo_skip()'s data is the step's precheck data */
-				result->has_precheck_data = run->skip_data != NULL;
-				if (run->skip_data != NULL)
-					JsonbToValue(run->skip_data, &result->precheck_data);
-				verdict = PRECHECK_SKIP_JOB;
-				break;
-			case ERRCODE_CHOREO_CANCELED:
-				result->outcome = OUTCOME_CANCELED;
-				if (!try_only)
-				{
-					run->fatal_recorded = true;
-					ReThrowError(edata);
-				}
-				verdict = PRECHECK_CANCEL;
-				break;
-			case ERRCODE_QUERY_CANCELED:
+		case ERRCODE_CHOREO_SKIP:
+			/* choreo_skip()'s data is the step's precheck data */
+			result->has_precheck_data = run->skip_data != NULL;
+			if (run->skip_data != NULL)
+				JsonbToValue(run->skip_data, &result->precheck_data);
+			return PRECHECK_SKIP_JOB;
+		case ERRCODE_CHOREO_CANCELED:
+			result->outcome = OUTCOME_CANCELED;
+			if (!try_only)
+			{
 				run->fatal_recorded = true;
 				ReThrowError(edata);
-				break;
-			default:
-				verdict = PRECHECK_SKIP_JOB;
-				break;
-		}
+			}
+			return PRECHECK_CANCEL;
+		case ERRCODE_QUERY_CANCELED:
+			run->fatal_recorded = true;
+			ReThrowError(edata);
+			break;
+		default:
+			break;
 	}
-	PG_END_TRY();
-
-	return verdict;
+	return PRECHECK_SKIP_JOB;
 }
 
 /* Runs a job under choreo_run: its error ends the run */
@@ -304,6 +277,22 @@ RunJob(Run *run, int stepno, RunInput *input)
 	result->has_job_data = true;
 }
 
+/* A job under choreo_try_run, called in a subtransaction of its own */
+typedef struct JobCall
+{
+	Run		   *run;
+	int			stepno;
+	RunInput   *input;
+} JobCall;
+
+static void
+CallJob(void *arg)
+{
+	JobCall    *call = (JobCall *) arg;
+
+	RunJob(call->run, call->stepno, call->input);
+}
+
 /*
  * Runs a job under choreo_try_run, in a subtransaction so that a failure
  * rolls back its writes only.  Returns false when the job failed.
@@ -311,39 +300,25 @@ RunJob(Run *run, int stepno, RunInput *input)
 static bool
 TryJob(Run *run, int stepno, RunInput *input)
 {
-	MemoryContext callcxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool succeeded = true;
+	JobCall		call = {run, stepno, input};
+	ErrorData  *edata;
+	bool		canceled;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(callcxt);
-	PG_TRY();
-	{
-		RunJob(run, stepno, input);
-		ReleaseCurrentSubTransaction();
-		RestoreCaller(callcxt, owner);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata = CatchError(run);
-		bool		canceled = edata->sqlerrcode == ERRCODE_CHOREO_CANCELED;
+	edata = CallInSubTransaction(CallJob, &call, run->cxt);
+	if (edata == NULL)
+		return true;
 
-		RollbackAndReleaseCurrentSubTransaction();
-		RestoreCaller(callcxt, owner);
+	RunReleaseFunction(run);
+	canceled = edata->sqlerrcode == ERRCODE_CHOREO_CANCELED;
+	RunRecordError(run, stepno, PHASE_JOB, edata->sqlerrcode, edata->message);
+	run->fatal_recorded = true;
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		ReThrowError(edata);
 
-		RunRecordError(run, stepno, PHASE_JOB, edata->sqlerrcode, edata->message);
-		run->fatal_recorded = true;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ReThrowError(edata);
-
-		run->results[stepno].has_job_data = false;
-		run->results[stepno].outcome = canceled ? OUTCOME_CANCELED : OUTCOME_FAILED;
-		run->status = canceled ? RUN_CANCELED : RUN_FAILED;
-		succeeded = false;
-	}
-	PG_END_TRY();
-
-	return succeeded;
+	run->results[stepno].has_job_data = false;
+	run->results[stepno].outcome = canceled ? OUTCOME_CANCELED : OUTCOME_FAILED;
+	run->status = canceled ? RUN_CANCELED : RUN_FAILED;
+	return false;
 }
 
 /*

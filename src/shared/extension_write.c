@@ -124,6 +124,26 @@ ExecuteExtensionQuery(const char *query, int nargs, Oid *argtypes,
 	return SPI_processed;
 }
 
+/*
+ * Runs a query that locks a row of the extension's tables (FOR UPDATE) and
+ * returns, as its first column, the oid of the role the row belongs to (a
+ * definition's owner, a hook's role); says whether there was such a row,
+ * and whether the caller has that role's privileges, as only the role,
+ * its members and superusers may change it.
+ */
+RowOwnership
+LockRowOfRole(ExtensionWrite *write, const char *query, int nargs, Oid *argtypes,
+			  Datum *args, Oid *role)
+{
+	bool		isnull;
+
+	if (ExecuteExtensionQuery(query, nargs, argtypes, args, SPI_OK_SELECT) == 0)
+		return ROW_ABSENT;
+	*role = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	return has_privs_of_role(write->caller, *role) ? ROW_CALLERS : ROW_OTHERS;
+}
+
 /* Hash function for tables keyed by a string pointer (const char *) */
 static uint32
 StringPointerHash(const void *key, Size keysize)

@@ -473,3 +473,42 @@ NameCacheLookup(NameCache *cache, const char *written, int len)
 	MemoryContextSwitchTo(old);
 	return entry;
 }
+
+/*
+ * Locks a definition's row and checks that the caller may change it (it
+ * has the privileges of the definition's owner).  Returns false, having
+ * locked nothing, when there is no such definition.
+ */
+bool
+LockOwnedDefinition(const DefinitionKind *kind, ExtensionWrite *write,
+					const DefinitionId *id, const char *display)
+{
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2] = {ObjectIdGetDatum(id->namespace),
+	CStringGetTextDatum(NameStr(id->name))};
+	char	   *query;
+	Oid			owner = InvalidOid;
+	char	   *owner_name;
+
+	query = psprintf("SELECT owner::pg_catalog.oid FROM %s.%s"
+					 " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+					 "   AND name OPERATOR(pg_catalog.=) $2 FOR UPDATE",
+					 CHOREO_SCHEMA, kind->table);
+	switch (LockRowOfRole(write, query, 2, argtypes, args, &owner))
+	{
+		case ROW_ABSENT:
+			return false;
+		case ROW_CALLERS:
+			return true;
+		case ROW_OTHERS:
+			break;
+	}
+	owner_name = GetUserNameFromId(owner, true);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("must be owner of %s \"%s\"", kind->noun, display),
+			 owner_name != NULL ?
+			 errdetail("It belongs to role \"%s\".", owner_name) :
+			 errdetail("It belongs to a role that was dropped (OID %u).", owner)));
+	return false;				/* keep the compiler quiet */
+}

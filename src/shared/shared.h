@@ -19,6 +19,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
+#include "utils/elog.h"
 #include "utils/jsonb.h"
 
 #include "shared/pg_compat.h"
@@ -108,6 +109,17 @@ extern void BeginExtensionWrite(ExtensionWrite *write, bool pin_search_path);
 extern void EndExtensionWrite(ExtensionWrite *write);
 extern uint64 ExecuteExtensionQuery(const char *query, int nargs, Oid *argtypes,
 									Datum *args, int expected);
+typedef enum RowOwnership
+{
+	ROW_ABSENT,					/* no such row */
+	ROW_CALLERS,				/* locked, and the caller may change it */
+	ROW_OTHERS					/* locked, but it is another role's */
+} RowOwnership;
+
+extern RowOwnership LockRowOfRole(ExtensionWrite *write, const char *query, int nargs,
+								  Oid *argtypes, Datum *args, Oid *role);
+extern bool LockOwnedDefinition(const DefinitionKind *kind, ExtensionWrite *write,
+								const DefinitionId *id, const char *display);
 extern struct HTAB *StringPointerHashCreate(const char *name, long nelem, Size entrysize,
 											MemoryContext cxt);
 
@@ -233,6 +245,20 @@ typedef struct DirectInsertColumns
 
 extern bool DirectInsertRows(Oid relid, const DirectInsertColumns *columns, int nrows,
 							 Datum *const *values, bool *const *nulls);
+
+/* function_shape.c: a function given as a step's or a hook's */
+typedef struct FunctionShape
+{
+	const char *serves_as;		/* "The job of step ...", for details */
+	Oid			only_argument_type; /* InvalidOid: any real type */
+	const char *argument;		/* what its argument is: "the payload" */
+} FunctionShape;
+
+extern void CheckFunctionShape(Oid function, const FunctionShape *shape);
+
+/* subtransaction.c: work whose failure rolls back only its own writes */
+extern ErrorData *CallInSubTransaction(void (*work) (void *arg), void *arg,
+									   MemoryContext error_cxt);
 
 /*
  * savepoint_list.c: lists whose entries belong to the savepoint that made
