@@ -4,6 +4,7 @@ EXTENSION = choreograph
 MODULE_big = choreograph
 OBJS = \
 	src/choreograph.o \
+	src/shared/definition_cache.o \
 	src/shared/direct_insert.o \
 	src/shared/extension_write.o \
 	src/shared/function_shape.o \

@@ -30,53 +30,62 @@
 
 #define MAX_BATCH_LIMIT 100000
 
-typedef struct BufferCacheEntry
-{
-	DefinitionId id;			/* hash key */
-	BufferDef	def;
-} BufferCacheEntry;
+const DefinitionKind BufferKind = {"buffer", "buffers"};
 
-static HTAB *buffer_cache = NULL;
-static MemoryContext buffer_cache_cxt = NULL;
-static NameCache *buffer_names = NULL;	/* names as written, resolved */
-static Oid	buffers_relid = InvalidOid;
-static uint64 buffer_invalidations = 0;
+static DefinitionCache *buffer_cache = NULL;
 
 static HeapTuple BufferRowAllowed(Oid user, TriggerData *trigdata);
 
-/* Forgets every cached definition */
-static void
-BufferCacheReset(void)
+/*
+ * Reads a definition from the table into cxt (the definition cache's load
+ * method); NULL when there is none
+ */
+static void *
+LoadBufferDef(const DefinitionId *id, MemoryContext cxt)
 {
-	buffer_invalidations++;
-	/* a buffer created or dropped may change what a name refers to */
-	if (buffer_names != NULL)
-		NameCacheReset(buffer_names);
-	if (buffer_cache_cxt != NULL)
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2] = {ObjectIdGetDatum(id->namespace),
+	CStringGetTextDatum(NameStr(id->name))};
+	BufferDef  *def = NULL;
+	bool		isnull;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT target::pg_catalog.oid, max_batch, owner::pg_catalog.oid"
+							  "  FROM " CHOREO_SCHEMA ".buffers"
+							  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+							  "   AND name OPERATOR(pg_catalog.=) $2",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the definition of buffer \"%s\"", NameStr(id->name));
+	if (SPI_processed == 1)
 	{
-		MemoryContextDelete(buffer_cache_cxt);
-		buffer_cache_cxt = NULL;
-		buffer_cache = NULL;
+		HeapTuple	row = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		def = MemoryContextAlloc(cxt, sizeof(BufferDef));
+		def->id = *id;
+		def->target = DatumGetObjectId(SPI_getbinval(row, desc, 1, &isnull));
+		def->max_batch = DatumGetInt32(SPI_getbinval(row, desc, 2, &isnull));
+		def->owner = DatumGetObjectId(SPI_getbinval(row, desc, 3, &isnull));
 	}
+	SPI_finish();
+	return def;
 }
 
-/* Relcache callback: the buffers table changed (or everything did) */
-static void
-BuffersChanged(Datum arg, Oid relid)
-{
-	if (!OidIsValid(relid) || relid == buffers_relid)
-	{
-		BufferCacheReset();
-		buffers_relid = InvalidOid;
-	}
-}
+static const char *const buffer_tables[] = {"buffers", NULL};
 
-/* Registers the invalidation callback and the rows' guard; called from _PG_init */
+static const DefinitionCacheMethods buffer_cache_methods = {
+	.kind = &BufferKind,
+	.tables = buffer_tables,
+	.load = LoadBufferDef,
+};
+
+/* Sets up the cache and the rows' guard; called from _PG_init */
 void
 BufferCacheInit(void)
 {
-	buffer_names = NameCacheCreate(&BufferKind, TopMemoryContext);
-	CacheRegisterRelcacheCallback(BuffersChanged, (Datum) 0);
+	DefinitionKindRegister(&BufferKind);
+	buffer_cache = DefinitionCacheCreate(&buffer_cache_methods);
 	RowGuardRegister("buffers", BufferRowAllowed);
 }
 
@@ -88,41 +97,7 @@ BufferCacheInit(void)
 uint64
 BufferDefinitionsGeneration(void)
 {
-	return buffer_invalidations;
-}
-
-/* Reads a definition from the table; false when there is none */
-static bool
-LoadBufferDef(const DefinitionId *id, BufferDef *def)
-{
-	Oid			argtypes[2] = {OIDOID, TEXTOID};
-	Datum		args[2] = {ObjectIdGetDatum(id->namespace),
-	CStringGetTextDatum(NameStr(id->name))};
-	bool		found;
-	bool		isnull;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT target::pg_catalog.oid, max_batch, owner::pg_catalog.oid"
-							  "  FROM " CHOREO_SCHEMA ".buffers"
-							  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
-							  "   AND name OPERATOR(pg_catalog.=) $2",
-							  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the definition of buffer \"%s\"", NameStr(id->name));
-	found = SPI_processed == 1;
-	if (found)
-	{
-		HeapTuple	row = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-
-		def->id = *id;
-		def->target = DatumGetObjectId(SPI_getbinval(row, desc, 1, &isnull));
-		def->max_batch = DatumGetInt32(SPI_getbinval(row, desc, 2, &isnull));
-		def->owner = DatumGetObjectId(SPI_getbinval(row, desc, 3, &isnull));
-	}
-	buffers_relid = ChoreoRelationOid("buffers", false);
-	SPI_finish();
-	return found;
+	return DefinitionCacheGeneration(buffer_cache);
 }
 
 /*
@@ -132,42 +107,13 @@ LoadBufferDef(const DefinitionId *id, BufferDef *def)
 void
 BufferLookupId(const DefinitionId *id, BufferDef *def)
 {
-	BufferCacheEntry *entry = NULL;
+	BufferDef  *cached = DefinitionCacheLookup(buffer_cache, id);
 
-	if (buffer_cache != NULL)
-		entry = hash_search(buffer_cache, id, HASH_FIND, NULL);
-	if (entry == NULL)
-	{
-		BufferDef	loaded;
-		uint64		before;
-
-		/* a change seen while loading may not be in what was loaded */
-		do
-		{
-			before = buffer_invalidations;
-			if (!LoadBufferDef(id, &loaded))
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_OBJECT),
-						 errmsg("buffer \"%s\" does not exist", NameStr(id->name))));
-		} while (before != buffer_invalidations);
-
-		if (buffer_cache == NULL)
-		{
-			HASHCTL		ctl;
-
-			buffer_cache_cxt = AllocSetContextCreate(TopMemoryContext,
-													 "choreograph buffer cache",
-													 ALLOCSET_SMALL_SIZES);
-			ctl.keysize = sizeof(DefinitionId);
-			ctl.entrysize = sizeof(BufferCacheEntry);
-			ctl.hcxt = buffer_cache_cxt;
-			buffer_cache = hash_create("choreograph buffer cache", 16, &ctl,
-									   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		}
-		entry = hash_search(buffer_cache, id, HASH_ENTER, NULL);
-		entry->def = loaded;
-	}
-	*def = entry->def;
+	if (cached == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("buffer \"%s\" does not exist", NameStr(id->name))));
+	*def = *cached;
 }
 
 /*
@@ -177,14 +123,14 @@ BufferLookupId(const DefinitionId *id, BufferDef *def)
 const DefinitionId *
 BufferResolve(const char *written, int len)
 {
-	return NameCacheResolve(buffer_names, written, len);
+	return NameCacheResolve(DefinitionCacheNames(buffer_cache), written, len);
 }
 
 /* The same, as the name's entry in the cache of resolved names */
 NameRef *
 BufferNameLookup(const char *written, int len)
 {
-	return NameCacheLookup(buffer_names, written, len);
+	return NameCacheLookup(DefinitionCacheNames(buffer_cache), written, len);
 }
 
 /*

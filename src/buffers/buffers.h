@@ -10,6 +10,8 @@
 #include "shared/shared.h"
 
 /* buffer_catalog.c: buffer definitions */
+extern const DefinitionKind BufferKind;
+
 typedef struct BufferDef
 {
 	DefinitionId id;

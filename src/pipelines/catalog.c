@@ -33,6 +33,8 @@
 
 #include "pipelines/pipelines.h"
 
+const DefinitionKind PipelineKind = {"pipeline", "pipelines"};
+
 /*
  * Checks that a function can serve as a step's precheck or job: a plain
  * function, not returning a set, taking zero or one argument of a real type.

@@ -3,14 +3,13 @@
  *		The per-backend cache of pipeline definitions.
  *
  * A run must not read the definition tables: definitions are loaded once
- * per backend, with their functions' lookup info, and kept until they are
- * invalidated.  Changes to the definition tables register a relcache
- * invalidation of the changed table (a statement trigger does it, so even
- * direct DML and pg_restore count), which PostgreSQL delivers to this
- * backend at its next command and to every other backend when the change
- * commits, and undoes on rollback.  Changes to a function a step uses
- * arrive as pg_proc syscache invalidations; role changes as pg_authid and
- * pg_auth_members ones, which only force the EXECUTE checks to be redone.
+ * per backend, with their functions' lookup info, into the shared
+ * definition cache (shared/definition_cache.c), which forgets them when
+ * the definition tables change.  Changes to a function a step uses arrive
+ * as pg_proc syscache invalidations and forget the pipelines using it;
+ * role changes as pg_authid and pg_auth_members ones, which only force the
+ * EXECUTE checks to be redone.  A pipeline forgotten while runs use it
+ * (a step may itself redefine pipelines) is freed at its last unpin.
  *
  * Pipelines are cached by identity (schema, name); the name a run is given
  * is resolved to one through names.c's cache, which checks on every call
@@ -35,68 +34,30 @@
 #include "pipelines/pipelines.h"
 #include "shared/pg_compat.h"
 
-typedef struct PipelineCacheEntry
-{
-	DefinitionId id;			/* hash key */
-	Pipeline   *pipeline;
-} PipelineCacheEntry;
-
-static HTAB *pipeline_cache = NULL;
-static NameCache *pipeline_names = NULL;	/* names as written, resolved */
-static MemoryContext pipeline_cache_cxt = NULL;
-
-/* the definition tables, as known when definitions were last loaded */
-static Oid	steps_relid = InvalidOid;
-static Oid	pipelines_relid = InvalidOid;
-
-/* bumped by every invalidation that may concern a definition being loaded */
-static uint64 invalidation_count = 0;
+static DefinitionCache *pipeline_cache = NULL;
 
 /* bumped when roles change, so EXECUTE rights are checked again */
 static uint64 acl_generation = 1;
 
-/* Frees a pipeline now, or marks it to be freed when its last run ends */
+/*
+ * The cache forgets a pipeline: it is freed now, or when its last run ends
+ * (it lives in cxt)
+ */
 static void
-PipelineDiscard(Pipeline *pipeline)
+PipelineForget(void *definition, MemoryContext cxt)
 {
+	Pipeline   *pipeline = (Pipeline *) definition;
+
 	pipeline->stale = true;
 	if (pipeline->pins == 0)
-		MemoryContextDelete(pipeline->cxt);
+		MemoryContextDelete(cxt);
 }
 
-/* Forgets every cached definition */
+/* Forgets every cached pipeline */
 void
 PipelineCacheReset(void)
 {
-	HASH_SEQ_STATUS status;
-	PipelineCacheEntry *entry;
-
-	invalidation_count++;
-	if (pipeline_cache == NULL)
-		return;
-	/* a pipeline created or dropped may change what a name refers to */
-	NameCacheReset(pipeline_names);
-
-	hash_seq_init(&status, pipeline_cache);
-	while ((entry = hash_seq_search(&status)) != NULL)
-	{
-		Pipeline   *pipeline = entry->pipeline;
-
-		hash_search(pipeline_cache, &entry->id, HASH_REMOVE, NULL);
-		PipelineDiscard(pipeline);
-	}
-}
-
-/* Relcache callback: a definition table changed (or everything did) */
-static void
-DefinitionsChanged(Datum arg, Oid relid)
-{
-	if (!OidIsValid(relid) || relid == steps_relid || relid == pipelines_relid)
-	{
-		PipelineCacheReset();
-		steps_relid = InvalidOid;
-		pipelines_relid = InvalidOid;
-	}
+	DefinitionCacheInvalidate(pipeline_cache);
 }
 
 static bool
@@ -105,40 +66,32 @@ FunctionMatchesHash(StepFunction *function, uint32 hashvalue)
 	return function != NULL && function->hashvalue == hashvalue;
 }
 
+/* Whether a pipeline calls a function of the given PROCOID hash value */
+static bool
+PipelineUsesFunction(void *definition, void *arg)
+{
+	Pipeline   *pipeline = (Pipeline *) definition;
+	uint32		hashvalue = *(uint32 *) arg;
+
+	for (int i = 0; i < pipeline->nsteps; i++)
+	{
+		PipelineStep *step = &pipeline->steps[i];
+
+		if (FunctionMatchesHash(step->precheck, hashvalue) ||
+			FunctionMatchesHash(&step->job, hashvalue))
+			return true;
+	}
+	return false;
+}
+
 /* Syscache callback on pg_proc: forget pipelines using the changed function */
 static void
 FunctionChanged(Datum arg, int cacheid, uint32 hashvalue)
 {
-	HASH_SEQ_STATUS status;
-	PipelineCacheEntry *entry;
-
-	invalidation_count++;
-	if (pipeline_cache == NULL)
-		return;
 	if (hashvalue == 0)
-	{
 		PipelineCacheReset();
-		return;
-	}
-
-	hash_seq_init(&status, pipeline_cache);
-	while ((entry = hash_seq_search(&status)) != NULL)
-	{
-		Pipeline   *pipeline = entry->pipeline;
-
-		for (int i = 0; i < pipeline->nsteps; i++)
-		{
-			PipelineStep *step = &pipeline->steps[i];
-
-			if (FunctionMatchesHash(step->precheck, hashvalue) ||
-				FunctionMatchesHash(&step->job, hashvalue))
-			{
-				hash_search(pipeline_cache, &entry->id, HASH_REMOVE, NULL);
-				PipelineDiscard(pipeline);
-				break;
-			}
-		}
-	}
+	else
+		DefinitionCacheForgetIf(pipeline_cache, PipelineUsesFunction, &hashvalue);
 }
 
 /* Syscache callback on roles and memberships: recheck EXECUTE rights */
@@ -148,25 +101,23 @@ RolesChanged(Datum arg, int cacheid, uint32 hashvalue)
 	acl_generation++;
 }
 
+static void *LoadPipeline(const DefinitionId *id, MemoryContext cxt);
+
+static const char *const pipeline_tables[] = {"pipelines", "steps", NULL};
+
+static const DefinitionCacheMethods pipeline_cache_methods = {
+	.kind = &PipelineKind,
+	.tables = pipeline_tables,
+	.load = LoadPipeline,
+	.forget = PipelineForget,
+};
+
 /* Sets up the cache and its invalidation callbacks; called from _PG_init */
 void
 PipelineCacheInit(void)
 {
-	pipeline_cache_cxt = AllocSetContextCreate(TopMemoryContext,
-											   "choreograph pipeline cache",
-											   ALLOCSET_DEFAULT_SIZES);
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(DefinitionId);
-		ctl.entrysize = sizeof(PipelineCacheEntry);
-		ctl.hcxt = pipeline_cache_cxt;
-		pipeline_cache = hash_create("choreograph pipeline cache", 64, &ctl,
-									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	pipeline_names = NameCacheCreate(&PipelineKind, pipeline_cache_cxt);
-
-	CacheRegisterRelcacheCallback(DefinitionsChanged, (Datum) 0);
+	DefinitionKindRegister(&PipelineKind);
+	pipeline_cache = DefinitionCacheCreate(&pipeline_cache_methods);
 	CacheRegisterSyscacheCallback(PROCOID, FunctionChanged, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, RolesChanged, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, RolesChanged, (Datum) 0);
@@ -250,12 +201,11 @@ BuildStepEntries(Pipeline *pipeline)
 }
 
 /*
- * Reads one pipeline's definition from the tables into a new memory
- * context.  The context starts as a child of the caller's, so an error
- * half-way leaves nothing behind; the caller adopts it on success.
+ * Reads one pipeline's definition from the tables into cxt (the definition
+ * cache's load method); NULL when there is no such pipeline.
  */
-static Pipeline *
-LoadPipeline(const DefinitionId *id)
+static void *
+LoadPipeline(const DefinitionId *id, MemoryContext cxt)
 {
 	static const char *query =
 		"SELECT s.step, s.precheck::pg_catalog.oid, s.job::pg_catalog.oid"
@@ -267,7 +217,6 @@ LoadPipeline(const DefinitionId *id)
 		"   AND p.name OPERATOR(pg_catalog.=) $2"
 		" ORDER BY s.position";
 	const char *name = NameStr(id->name);
-	MemoryContext cxt;
 	MemoryContext old;
 	Pipeline   *pipeline;
 	Oid			argtypes[2] = {OIDOID, TEXTOID};
@@ -275,8 +224,6 @@ LoadPipeline(const DefinitionId *id)
 	int			rc;
 	uint64		nrows;
 
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "choreograph pipeline",
-								ALLOCSET_SMALL_SIZES);
 	pipeline = MemoryContextAllocZero(cxt, sizeof(Pipeline));
 	pipeline->cxt = cxt;
 	pipeline->name = MemoryContextStrdup(cxt, name);
@@ -294,9 +241,10 @@ LoadPipeline(const DefinitionId *id)
 
 	nrows = SPI_processed;
 	if (nrows == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("pipeline \"%s\" does not exist", name)));
+	{
+		SPI_finish();
+		return NULL;
+	}
 
 	old = MemoryContextSwitchTo(cxt);
 	pipeline->steps = palloc0(sizeof(PipelineStep) * nrows);
@@ -331,45 +279,20 @@ LoadPipeline(const DefinitionId *id)
 	pipeline->step_entries = BuildStepEntries(pipeline);
 	MemoryContextSwitchTo(old);
 
-	/* remember which tables to watch */
-	steps_relid = ChoreoRelationOid("steps", false);
-	pipelines_relid = ChoreoRelationOid("pipelines", false);
-
 	SPI_finish();
 	return pipeline;
 }
 
 /* Returns a pipeline by identity, loading it on first use, pinned */
 static Pipeline *
-PipelineAcquireId(const DefinitionId *resolved)
+PipelineAcquireId(const DefinitionId *id)
 {
-	PipelineCacheEntry *entry;
-	Pipeline   *pipeline;
-	DefinitionId id = *resolved;	/* resolving again (invalidations) may change it */
+	Pipeline   *pipeline = DefinitionCacheLookup(pipeline_cache, id);
 
-	entry = hash_search(pipeline_cache, &id, HASH_FIND, NULL);
-	if (entry != NULL)
-		pipeline = entry->pipeline;
-	else
-	{
-		/*
-		 * An invalidation processed while loading may describe a change
-		 * that the load did not see; load again until none arrives.
-		 */
-		for (;;)
-		{
-			uint64		before = invalidation_count;
-
-			pipeline = LoadPipeline(&id);
-			if (invalidation_count == before)
-				break;
-			MemoryContextDelete(pipeline->cxt);
-			CHECK_FOR_INTERRUPTS();
-		}
-		MemoryContextSetParent(pipeline->cxt, pipeline_cache_cxt);
-		entry = hash_search(pipeline_cache, &id, HASH_ENTER, NULL);
-		entry->pipeline = pipeline;
-	}
+	if (pipeline == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" does not exist", NameStr(id->name))));
 	pipeline->pins++;
 	return pipeline;
 }
@@ -382,7 +305,7 @@ PipelineAcquireId(const DefinitionId *resolved)
 Pipeline *
 PipelineAcquire(const char *name)
 {
-	return PipelineAcquireId(NameCacheResolve(pipeline_names, name, strlen(name)));
+	return PipelineAcquireId(NameCacheResolve(DefinitionCacheNames(pipeline_cache), name, strlen(name)));
 }
 
 /*
@@ -398,7 +321,7 @@ PipelineAcquireRef(const char *name, int len, PipelineRef *ref)
 	const char *written;
 	int			written_len;
 
-	if (pipeline != NULL && ref->generation == invalidation_count &&
+	if (pipeline != NULL && ref->generation == DefinitionCacheGeneration(pipeline_cache) &&
 		(written = NameRefWritten(ref->name, &written_len), written_len == len) &&
 		memcmp(written, name, len) == 0 && NameRefHolds(ref->name) &&
 		NameRefId(ref->name)->namespace == pipeline->namespace &&
@@ -409,10 +332,10 @@ PipelineAcquireRef(const char *name, int len, PipelineRef *ref)
 	}
 
 	ref->pipeline = NULL;
-	ref->name = NameCacheLookup(pipeline_names, name, len);
+	ref->name = NameCacheLookup(DefinitionCacheNames(pipeline_cache), name, len);
 	pipeline = PipelineAcquireId(NameRefId(ref->name));
 	ref->pipeline = pipeline;
-	ref->generation = invalidation_count;
+	ref->generation = DefinitionCacheGeneration(pipeline_cache);
 	return pipeline;
 }
 

@@ -91,6 +91,9 @@ extern void PipelineCheckStillCallable(Pipeline *pipeline, int stepno,
 									   StepFunction *function, const char *role);
 extern void PipelineCacheReset(void);
 
+/* catalog.c: pipelines and steps, the definition tables */
+extern const DefinitionKind PipelineKind;
+
 /* catalog_rows.c */
 extern void PipelineRowsGuard(void);
 

@@ -44,11 +44,44 @@
 #include "shared/shared.h"
 #include "shared/pg_compat.h"
 
-const DefinitionKind PipelineKind = {"pipeline", "pipelines"};
-const DefinitionKind BufferKind = {"buffer", "buffers"};
+/* the kinds of definitions, in registration order */
+#define MAX_DEFINITION_KINDS 8
+
+static const DefinitionKind *kinds[MAX_DEFINITION_KINDS];
+static int	nkinds = 0;
 
 /* bumped when schemas or roles change: every resolution is checked again */
 static uint64 names_generation = 1;
+
+/*
+ * Adds a kind of definition (a capability's) to those that live in
+ * schemas; called from _PG_init
+ */
+void
+DefinitionKindRegister(const DefinitionKind *kind)
+{
+	if (nkinds >= MAX_DEFINITION_KINDS)
+		elog(ERROR, "too many kinds of choreograph definitions");
+	kinds[nkinds++] = kind;
+}
+
+/* Every kind of definition, as registered */
+const DefinitionKind *const *
+DefinitionKinds(int *count)
+{
+	*count = nkinds;
+	return kinds;
+}
+
+/*
+ * Whether the extension's tables are there: not while DROP EXTENSION
+ * choreograph drops them (event triggers fire then too)
+ */
+bool
+ExtensionTablesExist(void)
+{
+	return nkinds > 0 && OidIsValid(ChoreoRelationOid(kinds[0]->table, true));
+}
 
 /* Syscache callback on schemas and roles */
 static void

@@ -1,8 +1,9 @@
 /*
  * shared/schema_drop.c
  *		Definitions go with their schema: the event triggers that make DROP
- *		SCHEMA refuse while a schema holds pipelines or buffers (unless
- *		CASCADE), and that delete the definitions of every dropped schema.
+ *		SCHEMA refuse while a schema holds definitions of any kind
+ *		registered with names.c (pipelines, buffers; unless CASCADE), and
+ *		that delete the definitions of every dropped schema.
  *
  * Definitions are rows, not catalog objects, so PostgreSQL records no
  * dependency of theirs on a schema.  These two triggers give them the one
@@ -53,16 +54,22 @@ CheckSchemaEmpty(const char *schema, Oid namespace)
 	uint64		count;
 	ExtensionWrite write;
 
+	int			nkinds;
+	const DefinitionKind *const *kinds = DefinitionKinds(&nkinds);
+	StringInfoData query;
+
+	initStringInfo(&query);
+	appendStringInfoString(&query, "SELECT kind, pg_catalog.quote_ident(name) FROM (");
+	for (int i = 0; i < nkinds; i++)
+		appendStringInfo(&query, "%s SELECT '%s' AS kind, name FROM %s.%s"
+						 " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace",
+						 i > 0 ? " UNION ALL" : "", kinds[i]->noun, CHOREO_SCHEMA,
+						 kinds[i]->table);
+	appendStringInfoString(&query, ") AS definitions ORDER BY 1 DESC, 2");
+
 	/* as the tables' owner: whoever drops a schema may see what is in it */
 	BeginExtensionWrite(&write, true);
-	if (SPI_execute_with_args("SELECT kind, pg_catalog.quote_ident(name) FROM ("
-							  "  SELECT 'pipeline' AS kind, name FROM " CHOREO_SCHEMA ".pipelines"
-							  "   WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
-							  "  UNION ALL"
-							  "  SELECT 'buffer', name FROM " CHOREO_SCHEMA ".buffers"
-							  "   WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
-							  ") AS definitions ORDER BY 1 DESC, 2",
-							  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(query.data, 1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the definitions of schema \"%s\"", schema);
 	count = SPI_processed;
 	if (count == 0)
@@ -104,8 +111,7 @@ choreo_schema_drop_check(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 
 	if (!IsA(stmt, DropStmt) || stmt->removeType != OBJECT_SCHEMA ||
-		stmt->behavior == DROP_CASCADE ||
-		!OidIsValid(ChoreoRelationOid("pipelines", true)))
+		stmt->behavior == DROP_CASCADE || !ExtensionTablesExist())
 		PG_RETURN_VOID();
 
 	foreach(lc, stmt->objects)
@@ -131,32 +137,42 @@ choreo_schemas_dropped(PG_FUNCTION_ARGS)
 {
 	ExtensionWrite write;
 	uint64		count;
+	int			nkinds;
+	const DefinitionKind *const *kinds = DefinitionKinds(&nkinds);
+	StringInfoData query;
 
 	(void) EventTriggerDataOf(fcinfo, "choreo_schemas_dropped");
 	/* DROP EXTENSION choreograph itself: nothing is left to clean */
-	if (!OidIsValid(ChoreoRelationOid("pipelines", true)))
+	if (!ExtensionTablesExist())
 		PG_RETURN_VOID();
 
+	initStringInfo(&query);
+	appendStringInfoString(&query,
+						   "WITH dropped AS ("
+						   "  SELECT objid, object_name"
+						   "    FROM pg_catalog.pg_event_trigger_dropped_objects()"
+						   "   WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass)");
+	for (int i = 0; i < nkinds; i++)
+		appendStringInfo(&query,
+						 ", kind%d AS ("
+						 "  DELETE FROM %s.%s"
+						 "   WHERE namespace::pg_catalog.oid IN (SELECT objid FROM dropped)"
+						 "  RETURNING '%s' AS kind, namespace::pg_catalog.oid AS namespace, name)",
+						 i, CHOREO_SCHEMA, kinds[i]->table, kinds[i]->noun);
+	appendStringInfoString(&query,
+						   " SELECT d.kind OPERATOR(pg_catalog.||) ' '"
+						   "        OPERATOR(pg_catalog.||) pg_catalog.quote_ident(s.object_name)"
+						   "        OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.name)"
+						   "   FROM (");
+	for (int i = 0; i < nkinds; i++)
+		appendStringInfo(&query, "%sSELECT * FROM kind%d", i > 0 ? " UNION ALL " : "", i);
+	appendStringInfoString(&query,
+						   ") AS d"
+						   "   JOIN dropped s ON s.objid OPERATOR(pg_catalog.=) d.namespace"
+						   "  ORDER BY 1");
+
 	BeginExtensionWrite(&write, true);
-	count = ExecuteExtensionQuery("WITH dropped AS ("
-								  "  SELECT objid, object_name"
-								  "    FROM pg_catalog.pg_event_trigger_dropped_objects()"
-								  "   WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass),"
-								  " pipelines AS ("
-								  "  DELETE FROM " CHOREO_SCHEMA ".pipelines"
-								  "   WHERE namespace::pg_catalog.oid IN (SELECT objid FROM dropped)"
-								  "  RETURNING 'pipeline' AS kind, namespace::pg_catalog.oid AS namespace, name),"
-								  " buffers AS ("
-								  "  DELETE FROM " CHOREO_SCHEMA ".buffers"
-								  "   WHERE namespace::pg_catalog.oid IN (SELECT objid FROM dropped)"
-								  "  RETURNING 'buffer' AS kind, namespace::pg_catalog.oid AS namespace, name)"
-								  " SELECT d.kind OPERATOR(pg_catalog.||) ' '"
-								  "        OPERATOR(pg_catalog.||) pg_catalog.quote_ident(s.object_name)"
-								  "        OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.name)"
-								  "   FROM (SELECT * FROM pipelines UNION ALL SELECT * FROM buffers) AS d"
-								  "   JOIN dropped s ON s.objid OPERATOR(pg_catalog.=) d.namespace"
-								  "  ORDER BY 1",
-								  0, NULL, NULL, SPI_OK_SELECT);
+	count = ExecuteExtensionQuery(query.data, 0, NULL, NULL, SPI_OK_SELECT);
 	/* say what went, as PostgreSQL says what a drop cascades to */
 	if (count == 1)
 		ereport(NOTICE,

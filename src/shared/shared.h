@@ -47,15 +47,19 @@ extern Oid	ChoreoRelationOid(const char *relname, bool missing_ok);
 extern char *NameArgument(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void PreventInSecurityRestrictedOperation(const char *action);
 
-/* names.c: names of pipelines and buffers, which belong to schemas */
+/*
+ * names.c: names of definitions (pipelines, buffers), which belong to
+ * schemas.  Each capability registers its kind of definition.
+ */
 typedef struct DefinitionKind
 {
 	const char *noun;			/* "pipeline", "buffer": for messages */
 	const char *table;			/* its table in CHOREO_SCHEMA */
 } DefinitionKind;
 
-extern const DefinitionKind PipelineKind;
-extern const DefinitionKind BufferKind;
+extern void DefinitionKindRegister(const DefinitionKind *kind);
+extern const DefinitionKind *const *DefinitionKinds(int *count);
+extern bool ExtensionTablesExist(void);
 
 /* A definition's identity: its schema and its name in it (a hash key) */
 typedef struct DefinitionId
@@ -95,6 +99,31 @@ extern NameRef *NameCacheLookup(NameCache *cache, const char *written, int len);
 extern bool NameRefHolds(NameRef *ref);
 extern const DefinitionId *NameRefId(NameRef *ref);
 extern const char *NameRefWritten(NameRef *ref, int *len);
+
+/*
+ * definition_cache.c: per-backend caches of definitions, invalidated when
+ * their tables change.  load reads a definition into cxt, a memory context
+ * made for it, or returns NULL when there is none; forget (NULL: delete
+ * cxt) is told when it leaves the cache, and must delete cxt, now or once
+ * the definition is no longer in use.
+ */
+typedef struct DefinitionCacheMethods
+{
+	const DefinitionKind *kind;
+	const char *const *tables;	/* its tables in CHOREO_SCHEMA, NULL-terminated */
+	void	   *(*load) (const DefinitionId *id, MemoryContext cxt);
+	void		(*forget) (void *definition, MemoryContext cxt);
+} DefinitionCacheMethods;
+
+typedef struct DefinitionCache DefinitionCache;
+
+extern DefinitionCache *DefinitionCacheCreate(const DefinitionCacheMethods *methods);
+extern void *DefinitionCacheLookup(DefinitionCache *cache, const DefinitionId *id);
+extern void DefinitionCacheInvalidate(DefinitionCache *cache);
+extern void DefinitionCacheForgetIf(DefinitionCache *cache,
+									bool (*uses) (void *definition, void *arg), void *arg);
+extern uint64 DefinitionCacheGeneration(DefinitionCache *cache);
+extern NameCache *DefinitionCacheNames(DefinitionCache *cache);
 
 /* What BeginExtensionWrite changed, for EndExtensionWrite to undo */
 typedef struct ExtensionWrite
