@@ -16,6 +16,7 @@ OBJS = \
 	src/shared/savepoint_list.o \
 	src/shared/schema_drop.o \
 	src/shared/session_reset.o \
+	src/shared/settings.o \
 	src/shared/subtransaction.o \
 	src/shared/transaction.o \
 	src/shared/trigger_row.o \

@@ -34,7 +34,12 @@ struct TriggerData;
 /* Schema holding the extension's internal tables */
 #define CHOREO_SCHEMA "choreograph"
 
-/* Settings (choreograph.c) */
+/* Settings (settings.c) */
+extern void SettingsDefine(void);
+
+/* the most workers choreograph.max_workers allows */
+#define MAX_CHOREO_WORKERS 64
+
 extern int	choreo_max_depth;
 extern char *choreo_database;
 extern int	choreo_max_workers;

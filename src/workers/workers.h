@@ -20,9 +20,6 @@ extern void WorkerSetRunning(int index, int64 hook_id);
 extern long WorkerStartDelay(int index);
 extern void WorkerStarted(int index);
 
-/* the most workers choreograph.max_workers allows */
-#define MAX_CHOREO_WORKERS 64
-
 /* worker.c: the background workers running post-commit hooks */
 extern void WorkersRegister(void);
 
