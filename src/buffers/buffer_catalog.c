@@ -244,27 +244,12 @@ PG_FUNCTION_INFO_V1(choreo_drop_buffer);
 Datum
 choreo_drop_buffer(PG_FUNCTION_ARGS)
 {
-	char	   *written = NameArgument(fcinfo, 0, "buffer");
 	DefinitionName name;
 	DefinitionId id;
-	bool		found;
 	ExtensionWrite write;
-	Oid			argtypes[2] = {OIDOID, TEXTOID};
-	Datum		args[2];
 
-	ParseDefinitionName(&BufferKind, written, &name);
-	found = FindDefinition(&BufferKind, &name, &id);
-	if (!found)
-		DefinitionNotFound(&BufferKind, &name);
-	BeginExtensionWrite(&write, true);
-	if (!LockOwnedDefinition(&BufferKind, &write, &id, name.display))
-		DefinitionNotFound(&BufferKind, &name);
-	args[0] = ObjectIdGetDatum(id.namespace);
-	args[1] = CStringGetTextDatum(NameStr(id.name));
-	ExecuteExtensionQuery("DELETE FROM " CHOREO_SCHEMA ".buffers"
-						  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
-						  "   AND name OPERATOR(pg_catalog.=) $2",
-						  2, argtypes, args, SPI_OK_DELETE);
+	BeginDefinitionChange(&BufferKind, NameArgument(fcinfo, 0, "buffer"), &write, &name, &id);
+	DeleteDefinition(&BufferKind, &id);
 	EndExtensionWrite(&write);
 	PG_RETURN_VOID();
 }

@@ -52,18 +52,6 @@ ValidateStepFunction(Oid function, const char *role, const char *pipeline,
 	CheckFunctionShape(function, &shape);
 }
 
-/*
- * Finds the pipeline a name argument refers to, locks it and checks that
- * the caller may change it; raises 42704 when there is none.
- */
-static void
-LockNamedPipeline(ExtensionWrite *write, const DefinitionName *name, const DefinitionId *id,
-				  bool found)
-{
-	if (!found || !LockOwnedDefinition(&PipelineKind, write, id, name->display))
-		DefinitionNotFound(&PipelineKind, name);
-}
-
 PG_FUNCTION_INFO_V1(choreo_add_step);
 
 /*
@@ -186,16 +174,12 @@ choreo_remove_step(PG_FUNCTION_ARGS)
 	char	   *step = NameArgument(fcinfo, 1, "step");
 	DefinitionName name;
 	DefinitionId id;
-	bool		found;
 	ExtensionWrite write;
 	Oid			argtypes[4] = {OIDOID, TEXTOID, TEXTOID, INT4OID};
 	Datum		args[4];
 	bool		isnull;
 
-	ParseDefinitionName(&PipelineKind, written, &name);
-	found = FindDefinition(&PipelineKind, &name, &id);
-	BeginExtensionWrite(&write, true);
-	LockNamedPipeline(&write, &name, &id, found);
+	BeginDefinitionChange(&PipelineKind, written, &write, &name, &id);
 
 	args[0] = ObjectIdGetDatum(id.namespace);
 	args[1] = CStringGetTextDatum(NameStr(id.name));
@@ -229,46 +213,14 @@ PG_FUNCTION_INFO_V1(choreo_drop_pipeline);
 Datum
 choreo_drop_pipeline(PG_FUNCTION_ARGS)
 {
-	char	   *written = NameArgument(fcinfo, 0, "pipeline");
 	DefinitionName name;
 	DefinitionId id;
-	bool		found;
 	ExtensionWrite write;
-	Oid			argtypes[2] = {OIDOID, TEXTOID};
-	Datum		args[2];
 
-	ParseDefinitionName(&PipelineKind, written, &name);
-	found = FindDefinition(&PipelineKind, &name, &id);
-	BeginExtensionWrite(&write, true);
-	LockNamedPipeline(&write, &name, &id, found);
-
-	args[0] = ObjectIdGetDatum(id.namespace);
-	args[1] = CStringGetTextDatum(NameStr(id.name));
-	ExecuteExtensionQuery("DELETE FROM " CHOREO_SCHEMA ".pipelines"
-						  " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
-						  "   AND name OPERATOR(pg_catalog.=) $2",
-						  2, argtypes, args, SPI_OK_DELETE);
-
+	/* its steps go with it (ON DELETE CASCADE) */
+	BeginDefinitionChange(&PipelineKind, NameArgument(fcinfo, 0, "pipeline"), &write,
+						  &name, &id);
+	DeleteDefinition(&PipelineKind, &id);
 	EndExtensionWrite(&write);
 	PG_RETURN_VOID();
-}
-
-PG_FUNCTION_INFO_V1(choreo_definitions_changed);
-
-/*
- * Statement trigger on the definition tables: queues a relcache
- * invalidation of the table, which PostgreSQL applies here at the next
- * command, everywhere else at commit, and undoes on rollback.
- */
-Datum
-choreo_definitions_changed(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("choreo_definitions_changed() was not called by the trigger manager")));
-	CacheInvalidateRelcache(trigdata->tg_relation);
-	PG_RETURN_POINTER(NULL);
 }

@@ -23,6 +23,7 @@
  */
 #include "postgres.h"
 
+#include "commands/trigger.h"
 #include "miscadmin.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -228,4 +229,24 @@ DefinitionCacheLookup(DefinitionCache *cache, const DefinitionId *resolved)
 	entry->definition = definition;
 	entry->cxt = cxt;
 	return definition;
+}
+
+PG_FUNCTION_INFO_V1(choreo_definitions_changed);
+
+/*
+ * Statement trigger on the definition tables: queues a relcache
+ * invalidation of the table, which PostgreSQL applies here at the next
+ * command, everywhere else at commit, and undoes on rollback.
+ */
+Datum
+choreo_definitions_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("choreo_definitions_changed() was not called by the trigger manager")));
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	PG_RETURN_POINTER(NULL);
 }

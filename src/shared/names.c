@@ -545,3 +545,38 @@ LockOwnedDefinition(const DefinitionKind *kind, ExtensionWrite *write,
 			 errdetail("It belongs to a role that was dropped (OID %u).", owner)));
 	return false;				/* keep the compiler quiet */
 }
+
+/*
+ * Begins a change to the definition a name (as written) refers to: finds
+ * it as the caller would, begins writing as the tables' owner
+ * (BeginExtensionWrite: EndExtensionWrite ends it), locks the definition's
+ * row and checks that the caller may change it.  Raises 42704 when there
+ * is no such definition.
+ */
+void
+BeginDefinitionChange(const DefinitionKind *kind, const char *written, ExtensionWrite *write,
+					  DefinitionName *name, DefinitionId *id)
+{
+	bool		found;
+
+	ParseDefinitionName(kind, written, name);
+	found = FindDefinition(kind, name, id);
+	BeginExtensionWrite(write, true);
+	if (!found || !LockOwnedDefinition(kind, write, id, name->display))
+		DefinitionNotFound(kind, name);
+}
+
+/* Deletes a definition's row, in a change BeginDefinitionChange began */
+void
+DeleteDefinition(const DefinitionKind *kind, const DefinitionId *id)
+{
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2] = {ObjectIdGetDatum(id->namespace),
+	CStringGetTextDatum(NameStr(id->name))};
+
+	ExecuteExtensionQuery(psprintf("DELETE FROM %s.%s"
+								   " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+								   "   AND name OPERATOR(pg_catalog.=) $2",
+								   CHOREO_SCHEMA, kind->table),
+						  2, argtypes, args, SPI_OK_DELETE);
+}

@@ -154,6 +154,10 @@ extern RowOwnership LockRowOfRole(ExtensionWrite *write, const char *query, int 
 								  Oid *argtypes, Datum *args, Oid *role);
 extern bool LockOwnedDefinition(const DefinitionKind *kind, ExtensionWrite *write,
 								const DefinitionId *id, const char *display);
+extern void BeginDefinitionChange(const DefinitionKind *kind, const char *written,
+								  ExtensionWrite *write, DefinitionName *name,
+								  DefinitionId *id);
+extern void DeleteDefinition(const DefinitionKind *kind, const DefinitionId *id);
 extern struct HTAB *StringPointerHashCreate(const char *name, long nelem, Size entrysize,
 											MemoryContext cxt);
 
