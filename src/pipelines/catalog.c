@@ -72,7 +72,6 @@ choreo_add_step(PG_FUNCTION_ARGS)
 	Oid			job;
 	Oid			precheck = InvalidOid;
 	ExtensionWrite write;
-	Oid			pipeline_argtypes[3] = {OIDOID, TEXTOID, OIDOID};
 	Oid			argtypes[6] = {OIDOID, TEXTOID, TEXTOID, INT4OID, OIDOID, OIDOID};
 	Datum		args[6] = {0};
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
@@ -108,10 +107,14 @@ choreo_add_step(PG_FUNCTION_ARGS)
 	args[1] = CStringGetTextDatum(NameStr(id.name));
 	args[2] = ObjectIdGetDatum(write.caller);
 	if (!exists)
+	{
+		Oid			pipeline_argtypes[3] = {OIDOID, TEXTOID, OIDOID};
+
 		ExecuteExtensionQuery("INSERT INTO " CHOREO_SCHEMA ".pipelines (namespace, name, owner)"
 							  " VALUES ($1::pg_catalog.regnamespace, $2, $3::pg_catalog.regrole)"
 							  " ON CONFLICT (namespace, name) DO NOTHING",
 							  3, pipeline_argtypes, args, SPI_OK_INSERT);
+	}
 	if (!LockOwnedDefinition(&PipelineKind, &write, &id, pipeline))
 		DefinitionNotFound(&PipelineKind, &name);	/* dropped concurrently */
 

@@ -200,6 +200,7 @@ DefinitionCacheLookup(DefinitionCache *cache, const DefinitionId *resolved)
 
 		cxt = AllocSetContextCreate(CurrentMemoryContext, "choreograph definition",
 									ALLOCSET_SMALL_SIZES);
+		definition = NULL;
 		cache->loading = true;
 		PG_TRY();
 		{
