@@ -29,7 +29,8 @@ OBJS = \
 	src/buffers/capture.o \
 	src/workers/shmem.o \
 	src/workers/worker.o \
-	src/workers/worker_session.o
+	src/workers/worker_session.o \
+	src/workers/worker_transaction.o
 
 DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0.2--0.3.sql sql/choreograph--0.3--0.4.sql
 PGFILEDESC = "choreograph - transactional orchestration"

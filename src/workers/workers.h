@@ -6,6 +6,8 @@
 #ifndef CHOREOGRAPH_WORKERS_H
 #define CHOREOGRAPH_WORKERS_H
 
+#include "executor/spi.h"
+
 #include "shared/shared.h"
 
 /* shmem.c: state shared with the background workers */
@@ -25,6 +27,20 @@ extern void WorkerStarted(int index);
 
 /* worker.c: the background workers running post-commit hooks */
 extern void WorkersRegister(void);
+
+/* worker_transaction.c: the transactions and queries of the workers */
+typedef struct WorkerQuery
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[5];
+	SPIPlanPtr	plan;			/* prepared on first use, kept */
+} WorkerQuery;
+
+extern MemoryContext BeginWorkerTransaction(void);
+extern void CommitWorkerTransaction(MemoryContext caller);
+extern void EndFailedWorkerTransaction(MemoryContext caller);
+extern void ExecuteWorkerQuery(WorkerQuery *query, Datum *args, int expected);
 
 /* worker_session.c: a worker's session made fresh again between hooks */
 extern void WorkerSessionReset(void);
