@@ -23,11 +23,13 @@ OBJS = \
 	src/pipelines/trigger.o \
 	src/hooks/hook_rows.o \
 	src/hooks/hooks.o \
+	src/hooks/post_commit_source.o \
 	src/buffers/buffer.o \
 	src/buffers/buffer_catalog.o \
 	src/buffers/buffer_write.o \
 	src/buffers/capture.o \
 	src/workers/shmem.o \
+	src/workers/work_source.o \
 	src/workers/worker.o \
 	src/workers/worker_session.o \
 	src/workers/worker_transaction.o

@@ -1,8 +1,8 @@
 /*
  * workers/worker_transaction.c
  *		The transactions of the background workers and the queries they
- *		run in them: one for each hook, each look through the outbox and
- *		each failure recorded.
+ *		run in them: used by the loop for each step and by the sources for
+ *		their looks and the failures they record.
  */
 #include "postgres.h"
 
@@ -18,7 +18,7 @@
 /*
  * Starts a transaction of the worker's, with SPI and a snapshot; returns
  * the memory context to go back to when it ends (CommitWorkerTransaction,
- * EndFailedWorkerTransaction), since ending a
+ * RollbackWorkerTransaction, EndFailedWorkerTransaction), since ending a
  * transaction leaves TopMemoryContext current, where nothing of a pass may
  * land.
  */
@@ -43,7 +43,18 @@ CommitWorkerTransaction(MemoryContext caller)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(caller);
-	/* counts the outbox's dead rows and the hooks' writes, for autovacuum */
+	/* counts the sources' dead rows and the steps' writes, for autovacuum */
+	pgstat_report_stat(false);
+}
+
+/* Rolls back a transaction that raised nothing (a step left to another session) */
+void
+RollbackWorkerTransaction(MemoryContext caller)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	AbortCurrentTransaction();
+	MemoryContextSwitchTo(caller);
 	pgstat_report_stat(false);
 }
 
@@ -57,10 +68,10 @@ EndFailedWorkerTransaction(MemoryContext caller)
 }
 
 /*
- * Runs a worker query.  Plans are prepared once and kept, maybe while the
- * outbox was nearly empty: sequential scans are turned off for them, so
- * that a plan made then does not scan a table that has since grown (or
- * filled with dead rows: the outbox is a queue) row by row.
+ * Runs a worker query.  Plans are prepared once and kept, maybe while a
+ * source's table was nearly empty: sequential scans are turned off for
+ * them, so that a plan made then does not scan a table that has since
+ * grown (or filled with dead rows: an outbox is a queue) row by row.
  */
 void
 ExecuteWorkerQuery(WorkerQuery *query, Datum *args, int expected)
