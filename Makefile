@@ -30,14 +30,17 @@ OBJS = \
 	src/hooks/hook_keys.o \
 	src/hooks/hook_rows.o \
 	src/hooks/post_commit.o \
+	src/hooks/post_commit_source.o \
 	src/hooks/pre_commit.o \
 	src/buffers/buffer.o \
 	src/buffers/buffer_catalog.o \
 	src/buffers/buffer_write.o \
 	src/buffers/capture.o \
 	src/workers/shmem.o \
+	src/workers/work_source.o \
 	src/workers/worker.o \
-	src/workers/worker_session.o
+	src/workers/worker_session.o \
+	src/workers/worker_transaction.o
 
 DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0.2--0.3.sql sql/choreograph--0.3--0.4.sql
 PGFILEDESC = "choreograph - transactional orchestration"

@@ -45,6 +45,8 @@ _PG_init(void)
 	if (choreo_preloaded)
 	{
 		SharedStateInit();
+		/* the sources of the workers' work, before the workers */
+		PostCommitSourceRegister();
 		WorkersRegister();
 	}
 }

@@ -1,7 +1,8 @@
 /*
  * hooks/hooks.h
  *		Commit hooks: pre-commit hooks, run in the committing transaction,
- *		and post-commit hooks, an outbox the background workers run.
+ *		and post-commit hooks, an outbox the background workers run (the
+ *		workers' first source of work, workers/work_source.h).
  */
 #ifndef CHOREOGRAPH_HOOKS_H
 #define CHOREOGRAPH_HOOKS_H
@@ -34,5 +35,13 @@ extern void PostCommitHooksInit(void);
 
 /* hook_rows.c */
 extern void HookRowsGuard(void);
+
+/*
+ * post_commit_source.c: post-commit hooks as a source of the workers' work,
+ * named so in WorkersWake: an item is a transaction's hooks, its key the
+ * transaction's id
+ */
+#define POST_COMMIT_SOURCE "post-commit hooks"
+extern void PostCommitSourceRegister(void);
 
 #endif							/* CHOREOGRAPH_HOOKS_H */

@@ -50,14 +50,14 @@ static void
 HooksAtCommit(void)
 {
 	if (wake_workers_at_commit)
-		WorkersWake(announce_at_commit);
+		WorkersWake(POST_COMMIT_SOURCE, announce_at_commit);
 }
 
 /* COMMIT PREPARED may commit post-commit hooks another session registered */
 static void
 HooksAfterCommitPrepared(void)
 {
-	WorkersWake(0);				/* whose hooks: not known here */
+	WorkersWake(POST_COMMIT_SOURCE, 0);	/* whose hooks: not known here */
 }
 
 static void

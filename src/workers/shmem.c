@@ -2,21 +2,22 @@
  * workers/shmem.c
  *		The little state the backends share with the background workers:
  *		each worker's latch (so that a committing backend can wake them),
- *		the hook each is running (for the choreo_hooks view) and the
- *		transaction whose hooks it is working through (so that two workers
- *		never run one transaction's hooks out of order).
+ *		the commit queue of (source, key) pairs that committed transactions
+ *		announced, each worker's claim of an item (so that no two workers
+ *		run one item at once, and no source runs in more workers than its
+ *		limit), and what step each is running (for the sources' views).
  *
- * Set up only when the library is preloaded.
+ * Fixed in size, whatever the sources: MAX_WORK_SOURCES flags per source,
+ * COMMIT_QUEUE_SIZE entries, one slot per worker.  Set up only when the
+ * library is preloaded.
  */
 #include "postgres.h"
 
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "utils/builtins.h"
 
 #include "workers/workers.h"
 
@@ -25,11 +26,13 @@ typedef struct WorkerSlot
 	pid_t		pid;			/* 0 when no worker uses the slot */
 	Latch	   *latch;
 	bool		sleeping;		/* waiting on its latch for work */
-	int64		running_hook;	/* id of the hook being run, 0 for none */
-	uint64		group;			/* transaction whose hooks it runs, 0 for none */
+	int			claim_source;	/* the source of the item claimed */
+	uint64		claim_key;		/* the item claimed, 0 for none */
+	bool		claim_announced;	/* announced again while claimed */
+	int64		running;		/* id of the step being run, 0 for none */
 } WorkerSlot;
 
-/* how many committed transactions the commit queue holds */
+/* how many announced items the commit queue holds */
 #define COMMIT_QUEUE_SIZE 4096
 
 typedef struct SharedState
@@ -38,16 +41,23 @@ typedef struct SharedState
 	int			nworkers;
 
 	/*
-	 * The commit queue: transactions that committed post-commit hooks, so
-	 * that the workers find new hooks by transaction, without looking
-	 * through the outbox (which, being a queue, is mostly dead rows).
-	 * head and tail only grow; when the queue is full, or for work it
-	 * cannot describe (COMMIT PREPARED, retries), look_everywhere is set.
+	 * The commit queue: items that committed transactions announced, so
+	 * that the workers find new work without looking through the sources'
+	 * tables (an outbox, being a queue, is mostly dead rows).  head and
+	 * tail only grow; when the queue is full, or for work a source cannot
+	 * name (COMMIT PREPARED, retries), that source's look_everywhere is set.
 	 */
 	uint64		queue_head;
 	uint64		queue_tail;
-	bool		look_everywhere;
-	uint64		queue[COMMIT_QUEUE_SIZE];
+	bool		look_everywhere[MAX_WORK_SOURCES];
+	WorkEntry	queue[COMMIT_QUEUE_SIZE];
+
+	/*
+	 * Per source, whether an item was passed over because the source was
+	 * at its concurrency limit: the next claim of the source to end has
+	 * the source looked through again.
+	 */
+	bool		passed_over[MAX_WORK_SOURCES];
 
 	/*
 	 * Per worker, how many times in a row it started without reaching its
@@ -108,22 +118,13 @@ SharedStateInit(void)
 }
 
 /*
- * Tells the workers that a transaction committed post-commit hooks (0: that
- * there may be work anywhere in the outbox), and wakes one that sleeps: a
- * worker that is busy looks at the queue again before it sleeps, and
- * waking costs the committing backend a system call.  Cheap, and safe to
- * call from a commit callback: it cannot fail.
+ * Wakes one sleeping worker, holding the lock: a worker that is busy looks
+ * at the queue again before it sleeps, and waking costs the caller a
+ * system call.
  */
-void
-WorkersWake(uint64 txid)
+static void
+WakeOneWorker(void)
 {
-	if (shared == NULL)
-		return;
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	if (txid == 0 || shared->queue_head - shared->queue_tail >= COMMIT_QUEUE_SIZE)
-		shared->look_everywhere = true;
-	else
-		shared->queue[shared->queue_head++ % COMMIT_QUEUE_SIZE] = txid;
 	for (int i = 0; i < shared->nworkers; i++)
 	{
 		WorkerSlot *slot = &shared->slots[i];
@@ -135,7 +136,60 @@ WorkersWake(uint64 txid)
 			break;
 		}
 	}
+}
+
+/*
+ * Puts an item of source number source on the commit queue (key 0: there
+ * may be work anywhere in the source), and wakes a worker that sleeps.
+ * Cheap, and safe to call from a commit callback: it cannot fail.
+ */
+void
+WorkQueueAnnounce(int source, uint64 key)
+{
+	Assert(source >= 0 && source < MAX_WORK_SOURCES);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	if (key == 0 || shared->queue_head - shared->queue_tail >= COMMIT_QUEUE_SIZE)
+		shared->look_everywhere[source] = true;
+	else
+	{
+		WorkEntry  *entry = &shared->queue[shared->queue_head++ % COMMIT_QUEUE_SIZE];
+
+		entry->source = source;
+		entry->key = key;
+	}
+	WakeOneWorker();
 	LWLockRelease(shared->lock);
+}
+
+/*
+ * Tells the workers that a transaction committed work of the named source:
+ * item key, or 0 for work anywhere in it (a retry, say).  Sources are
+ * named rather than passed, so that the code announcing work needs only
+ * the name, not the code that runs it.  Called at commit: cannot fail.
+ */
+void
+WorkersWake(const char *source, uint64 key)
+{
+	int			id;
+
+	if (shared == NULL)
+		return;
+	id = WorkSourceFind(source);
+	Assert(id >= 0);
+	if (id >= 0)
+		WorkQueueAnnounce(id, key);
+}
+
+/* True when work is announced, holding the lock */
+static bool
+WorkAnnounced(void)
+{
+	if (shared->queue_tail != shared->queue_head)
+		return true;
+	for (int i = 0; i < MAX_WORK_SOURCES; i++)
+		if (shared->look_everywhere[i])
+			return true;
+	return false;
 }
 
 /*
@@ -148,7 +202,7 @@ WorkerMaySleep(int index)
 	bool		may_sleep;
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	may_sleep = shared->queue_tail == shared->queue_head && !shared->look_everywhere;
+	may_sleep = !WorkAnnounced();
 	shared->slots[index].sleeping = may_sleep;
 	LWLockRelease(shared->lock);
 	return may_sleep;
@@ -164,21 +218,44 @@ WorkerAwake(int index)
 }
 
 /*
- * Takes up to max transactions off the commit queue; sets *look_everywhere
- * (and clears the flag) when the outbox must be looked through.
+ * Takes up to max items off the commit queue, oldest first; sets
+ * look_everywhere[s] (and clears the flag) for each source s that must be
+ * looked through.
  */
 int
-CommitQueueTake(uint64 *txids, int max, bool *look_everywhere)
+WorkQueueTake(WorkEntry *entries, int max, bool *look_everywhere)
 {
 	int			n = 0;
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	while (n < max && shared->queue_tail < shared->queue_head)
-		txids[n++] = shared->queue[shared->queue_tail++ % COMMIT_QUEUE_SIZE];
-	*look_everywhere = shared->look_everywhere;
-	shared->look_everywhere = false;
+		entries[n++] = shared->queue[shared->queue_tail++ % COMMIT_QUEUE_SIZE];
+	for (int i = 0; i < MAX_WORK_SOURCES; i++)
+	{
+		look_everywhere[i] = shared->look_everywhere[i];
+		shared->look_everywhere[i] = false;
+	}
 	LWLockRelease(shared->lock);
 	return n;
+}
+
+/*
+ * Ends a slot's claim, holding the lock.  If an item of its source was
+ * passed over for the source's limit, there is room now: the source is
+ * looked through again, by this worker (it is awake) or one woken for it.
+ */
+static void
+EndClaim(WorkerSlot *slot)
+{
+	if (slot->claim_key != 0 && shared->passed_over[slot->claim_source])
+	{
+		shared->passed_over[slot->claim_source] = false;
+		shared->look_everywhere[slot->claim_source] = true;
+		WakeOneWorker();
+	}
+	slot->claim_key = 0;
+	slot->claim_announced = false;
+	slot->running = 0;
 }
 
 static void
@@ -189,7 +266,10 @@ WorkerSlotDetach(int code, Datum arg)
 	/* a successor may have taken the slot already (worker.c) */
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	if (slot->pid == MyProcPid)
+	{
+		EndClaim(slot);
 		memset(slot, 0, sizeof(WorkerSlot));
+	}
 	LWLockRelease(shared->lock);
 }
 
@@ -202,29 +282,77 @@ WorkerSlotAttach(int index)
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	slot->pid = MyProcPid;
 	slot->latch = MyLatch;
-	slot->running_hook = 0;
-	slot->group = 0;
+	slot->claim_key = 0;
+	slot->claim_announced = false;
+	slot->running = 0;
 	LWLockRelease(shared->lock);
 	on_shmem_exit(WorkerSlotDetach, Int32GetDatum(index));
 }
 
 /*
- * Claims a transaction's hooks for a worker; false when another worker is
- * running hooks of that transaction.  Claiming group 0 releases the claim.
+ * Claims an item for a worker, which holds no other claim.  Never waits:
+ * when another worker holds the item, that worker is told to run it once
+ * more before it lets go (WORK_HELD); when the source already runs in
+ * max_concurrency workers (0: no limit), the source is marked as passed
+ * over (WORK_AT_LIMIT), so that it is looked through again once one of
+ * them lets go.
+ */
+WorkClaim
+WorkerClaim(int index, int source, uint64 key, int max_concurrency)
+{
+	int			running = 0;
+
+	Assert(key != 0);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	Assert(shared->slots[index].claim_key == 0);
+	for (int i = 0; i < shared->nworkers; i++)
+	{
+		WorkerSlot *slot = &shared->slots[i];
+
+		if (i == index || slot->claim_key == 0 || slot->claim_source != source)
+			continue;
+		if (slot->claim_key == key)
+		{
+			slot->claim_announced = true;
+			LWLockRelease(shared->lock);
+			return WORK_HELD;
+		}
+		running++;
+	}
+	if (max_concurrency > 0 && running >= max_concurrency)
+	{
+		shared->passed_over[source] = true;
+		LWLockRelease(shared->lock);
+		return WORK_AT_LIMIT;
+	}
+	shared->slots[index].claim_source = source;
+	shared->slots[index].claim_key = key;
+	shared->slots[index].claim_announced = false;
+	LWLockRelease(shared->lock);
+	return WORK_CLAIMED;
+}
+
+/*
+ * Releases a worker's claim (if it has one).  With unless_announced, keeps
+ * it instead when the item was announced again while claimed, and returns
+ * false: the worker then runs the item once more.
  */
 bool
-WorkerClaimGroup(int index, uint64 group)
+WorkerClaimRelease(int index, bool unless_announced)
 {
-	bool		claimed = true;
+	WorkerSlot *slot = &shared->slots[index];
+	bool		released = true;
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < shared->nworkers && group != 0; i++)
-		if (i != index && shared->slots[i].group == group)
-			claimed = false;
-	if (claimed)
-		shared->slots[index].group = group;
+	if (unless_announced && slot->claim_announced)
+	{
+		slot->claim_announced = false;
+		released = false;
+	}
+	else
+		EndClaim(slot);
 	LWLockRelease(shared->lock);
-	return claimed;
+	return released;
 }
 
 /*
@@ -256,36 +384,36 @@ WorkerStarted(int index)
 	LWLockRelease(shared->lock);
 }
 
-/* Records which hook a worker is running (0: none) */
+/* Records which step of its claimed item a worker is running (0: none) */
 void
-WorkerSetRunning(int index, int64 hook_id)
+WorkerSetRunning(int index, int64 id)
 {
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	shared->slots[index].running_hook = hook_id;
+	Assert(id == 0 || shared->slots[index].claim_key != 0);
+	shared->slots[index].running = id;
 	LWLockRelease(shared->lock);
 }
 
-PG_FUNCTION_INFO_V1(choreo_running_hooks);
-
-/* The ids of the post-commit hooks the workers are running right now */
-Datum
-choreo_running_hooks(PG_FUNCTION_ARGS)
+/*
+ * Lists into ids (at most max) the steps of the named source the workers
+ * are running right now (for a source's view); returns how many.
+ */
+int
+WorkersRunning(const char *source, int64 *ids, int max)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			id;
+	int			n = 0;
 
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	if (shared == NULL)
-		return (Datum) 0;
-
+	if (shared == NULL || (id = WorkSourceFind(source)) < 0)
+		return 0;
 	LWLockAcquire(shared->lock, LW_SHARED);
-	for (int i = 0; i < shared->nworkers; i++)
+	for (int i = 0; i < shared->nworkers && n < max; i++)
 	{
-		Datum		value = Int64GetDatum(shared->slots[i].running_hook);
-		bool		isnull = false;
+		WorkerSlot *slot = &shared->slots[i];
 
-		if (shared->slots[i].running_hook != 0)
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+		if (slot->claim_key != 0 && slot->claim_source == id && slot->running != 0)
+			ids[n++] = slot->running;
 	}
 	LWLockRelease(shared->lock);
-	return (Datum) 0;
+	return n;
 }

@@ -1,34 +1,30 @@
 /*
  * workers/worker.c
- *		The background workers that run post-commit hooks.
+ *		The background workers' loop: it runs the work of the registered
+ *		sources (work_source.h says what a source is, and how the pool is
+ *		shared between them), and knows none of them.
  *
  * choreograph.max_workers workers are registered at startup when the
  * library is preloaded.  Each sleeps on its latch until a transaction that
- * registered hooks commits (transaction.c puts it on the commit queue and
- * wakes them) or a retry falls due.  New hooks are found by their
- * transaction, never by looking through the outbox, which being a queue is
- * mostly dead rows; that look is kept for the start, retries, a full commit
- * queue and a once-a-minute safety net.
+ * committed work wakes it (and says on the commit queue which items) or
+ * the earliest time a source gave falls due.  Announced items are run as
+ * they come off the queue; each source is also looked through (find_due)
+ * at the start, when the queue overflowed or cannot name its items, when
+ * a failure changed its schedule, when its time falls due, and once a
+ * minute, a safety net for wake-ups that cannot be sent.
  *
- * Each hook runs in its own transaction, as the role that registered it,
- * up to and including its commit (what it queued for the commit, deferred
- * triggers or a cursor WITH HOLD, runs as that role too), and then the
- * worker's session is made fresh again (worker_session.c), so that the next
- * hook, maybe of another role, sees nothing it left behind.  The hook's
- * writes and the deletion of its outbox row commit together, so
- * its effects in the database happen exactly once, whatever crashes.  A
- * failing hook's transaction is rolled back and the failure recorded in a
- * new one, with exponential backoff; the worker itself goes on.  Hooks of
- * one transaction run in registration order: a hook waits until the
- * earlier hooks of its transaction have run (or failed for good), and a
- * worker claims a transaction's hooks (shmem.c) so that no two workers run
- * them at once.
+ * An item is claimed (shmem.c), then run step by step, each step in its
+ * own transaction, as the role the source says, up to and including its
+ * commit (what the step queued for the commit, deferred triggers or a
+ * cursor WITH HOLD, runs as that role too); then the worker's session is
+ * made fresh again (worker_session.c), so that the next step, maybe of
+ * another role, sees nothing it left behind.  A failing step's
+ * transaction is rolled back and the source records the failure; the
+ * worker itself goes on.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -36,47 +32,48 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
-#include "utils/acl.h"
-#include "utils/builtins.h"
-#include "utils/guc.h"
-#include "utils/jsonb.h"
-#include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/snapmgr.h"
-#include "utils/syscache.h"
 #include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "hooks/hooks.h"
 #include "workers/workers.h"
-#include "shared/pg_compat.h"
 
 PGDLLEXPORT void choreo_worker_main(Datum main_arg);
 
-/* how many due hooks one look at the outbox returns */
-#define DUE_HOOKS_BATCH 64
 /* the longest sleep, a safety net for wake-ups that cannot be sent */
 #define MAX_SLEEP_MS 60000L
 
-/* set when a failure scheduled a retry: look through the outbox soon */
-static bool retry_scheduled = false;
+/* this worker's number, from 0 */
+static int	worker_index = -1;
 
-/* the memory of one hook's run, reset before the next */
-static MemoryContext hook_cxt = NULL;
+/* the memory of one pass over an announced item or a batch of a look */
+static MemoryContext pass_cxt = NULL;
 
-typedef struct DueHook
-{
-	int64		id;
-	uint64		group;			/* the registering transaction */
-} DueHook;
+/* the memory of one step's run, reset before the next */
+static MemoryContext step_cxt = NULL;
+
+/* per source: when to look through it next (0: at once) */
+static TimestampTz next_look[MAX_WORK_SOURCES];
+
+/* per source: a failure changed its schedule; look through it before sleeping */
+static bool look_again[MAX_WORK_SOURCES];
 
 /*
- * A session serves one role (worker_session.c): a hook of another role is
- * left queued, and once the worker has run what it can of its own role's,
- * at the end of its pass, it hands over to a fresh process.
+ * A session serves one role (worker_session.c): a step of another role is
+ * left as it was, and once the worker has run what it can of its own
+ * role's, at the end of its pass, it hands over to a fresh process.
  */
-static bool skipping_for_role = false;	/* the hook just taken: not ours */
 static bool another_role_waits = false;
+
+/* What came of one step (RunStep) */
+typedef enum StepResult
+{
+	STEP_NONE,					/* no step of the item was due */
+	STEP_RAN,					/* a step ran (committed, or failed) */
+	STEP_RESCHEDULED,			/* a step failed and its source's schedule changed */
+	STEP_OTHER_ROLE,			/* the next step is another role's: left as it was */
+} StepResult;
 
 /* bgw_extra[0] of a worker started by its predecessor */
 #define WORKER_SUCCESSOR 1
@@ -96,7 +93,7 @@ DescribeWorker(BackgroundWorker *worker, int index)
 	worker->bgw_main_arg = Int32GetDatum(index);
 }
 
-/* Registers the workers; called from _PG_init when preloaded */
+/* Registers the workers; called from _PG_init when preloaded, after the sources */
 void
 WorkersRegister(void)
 {
@@ -111,461 +108,215 @@ WorkersRegister(void)
 
 /*
  * Ends this worker so that a new process, with a session no role has used
- * yet, runs the hooks of other roles it left (worker_session.c says why a
- * session serves one role).  The successor is started at once as a dynamic background worker
- * with the same number, and this one exits with status 0, which tells the
- * postmaster not to restart it; when no slot is free for the successor,
- * this one exits with status 1 and the postmaster restarts it a second
- * later.  The hooks left stay queued, and the successor's first look
- * through the outbox finds them, with whatever this one took from the
- * commit queue.
+ * yet, runs the steps of other roles it left (worker_session.c says why a
+ * session serves one role).  The successor is started at once as a
+ * dynamic background worker with the same number, and this one exits with
+ * status 0, which tells the postmaster not to restart it; when no slot is
+ * free for the successor, this one exits with status 1 and the postmaster
+ * restarts it a second later.  The items left stay where their sources
+ * keep them, and the successor's first look through every source finds
+ * them, with whatever this one took from the commit queue.
  */
 static void
-RestartForAnotherRole(int index)
+RestartForAnotherRole(void)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 
-	WorkerSetRunning(index, 0);
-	(void) WorkerClaimGroup(index, 0);
-	DescribeWorker(&worker, index);
+	(void) WorkerClaimRelease(worker_index, false);
+	DescribeWorker(&worker, worker_index);
 	worker.bgw_extra[0] = WORKER_SUCCESSOR;
 	if (RegisterDynamicBackgroundWorker(&worker, &handle))
 		proc_exit(0);
 	ereport(LOG,
-			(errmsg("choreograph worker %d restarts to run a hook of another role", index + 1),
+			(errmsg("choreograph worker %d restarts to run work of another role",
+					worker_index + 1),
 			 errdetail("No background worker slot was free to start its successor at once."),
 			 errhint("Raise max_worker_processes.")));
 	proc_exit(1);
 }
 
 /*
- * Starts a transaction of the worker's, with SPI and a snapshot; returns
- * the memory context to go back to when it ends (CommitWorkerTransaction,
- * EndFailedWorkerTransaction), since ending a transaction leaves
- * TopMemoryContext current, where nothing of a pass may land.
+ * Runs the next due step of an item, in a transaction of its own: the
+ * source takes it, the session is checked to serve its role, and the
+ * source runs it as that role, through the commit.  Everything it
+ * allocates is in step_cxt, reset each time.
  */
-static MemoryContext
-BeginWorkerTransaction(void)
+static StepResult
+RunStep(const WorkSource *source, uint64 key)
 {
-	MemoryContext caller = CurrentMemoryContext;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	return caller;
-}
-
-/* Commits, reports the transaction's statistics, returns to the caller's memory */
-static void
-CommitWorkerTransaction(MemoryContext caller)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(caller);
-	/* counts the outbox's dead rows and the hooks' writes, for autovacuum */
-	pgstat_report_stat(false);
-}
-
-/* Rolls back a transaction that raised (from a PG_CATCH block) */
-static void
-EndFailedWorkerTransaction(MemoryContext caller)
-{
-	AbortCurrentTransaction();
-	MemoryContextSwitchTo(caller);
-	pgstat_report_stat(false);
-}
-
-/* A query of the workers, prepared once per worker */
-typedef struct WorkerQuery
-{
-	const char *sql;
-	int			nargs;
-	Oid			argtypes[5];
-	SPIPlanPtr	plan;
-} WorkerQuery;
-
-/*
- * The oldest due hooks after a given id whose transaction has no earlier
- * hook waiting (a look through the outbox moves on from batch to batch)
- */
-static WorkerQuery due_hooks = {
-	"SELECT h.id, h.txid FROM " CHOREO_SCHEMA ".hooks h"
-	" WHERE h.id OPERATOR(pg_catalog.>) $1"
-	"   AND h.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-	"   AND NOT EXISTS (SELECT FROM " CHOREO_SCHEMA ".hooks e"
-	"                    WHERE e.txid OPERATOR(pg_catalog.=) h.txid"
-	"                      AND e.id OPERATOR(pg_catalog.<) h.id"
-	"                      AND e.next_attempt_at IS NOT NULL)"
-	" ORDER BY h.id LIMIT " CppAsString2(DUE_HOOKS_BATCH),
-	1, {INT8OID}, NULL
-};
-
-/* milliseconds until the next retry falls due */
-static WorkerQuery next_due = {
-	"SELECT pg_catalog.ceil(pg_catalog.date_part('epoch',"
-	"       pg_catalog.min(next_attempt_at) OPERATOR(pg_catalog.-) pg_catalog.now())"
-	"       OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
-	"  FROM " CHOREO_SCHEMA ".hooks"
-	" WHERE next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
-	0, {0}, NULL
-};
-
-/*
- * Takes the next waiting hook of a transaction out of the outbox, if it is
- * due, in the transaction that runs it: if the hook fails, the rollback
- * puts the row back.  (No other worker can be after the same row: a worker
- * claims a whole transaction's hooks.)
- */
-static WorkerQuery take_next_hook = {
-	"DELETE FROM " CHOREO_SCHEMA ".hooks"
-	" WHERE id OPERATOR(pg_catalog.=) (SELECT id FROM " CHOREO_SCHEMA ".hooks"
-	"                                   WHERE txid OPERATOR(pg_catalog.=) $1"
-	"                                     AND next_attempt_at IS NOT NULL"
-	"                                   ORDER BY id LIMIT 1)"
-	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-	" RETURNING id, callback::pg_catalog.oid, role::pg_catalog.oid, payload",
-	1, {INT8OID}, NULL
-};
-
-/*
- * Counts a failed attempt: retry after 1, 2, 4... seconds, or give up.
- * The count read is kept within [0, $4] (a superuser's restore writes it
- * as it finds it): never an overflow, nor retries without backoff.
- */
-#define ATTEMPTS_SO_FAR \
-	"LEAST(GREATEST(attempts, 0), $4)"
-#define RECORD_FAILURE(set_sqlstate) \
-	"UPDATE " CHOREO_SCHEMA ".hooks" \
-	"   SET attempts = " ATTEMPTS_SO_FAR " OPERATOR(pg_catalog.+) 1," \
-	"       last_error = pg_catalog.left($2, $3)," \
-	set_sqlstate \
-	"       next_attempt_at = CASE" \
-	"         WHEN " ATTEMPTS_SO_FAR " OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $4 THEN NULL" \
-	"         ELSE pg_catalog.now() OPERATOR(pg_catalog.+)" \
-	"              pg_catalog.make_interval(secs => LEAST(2 OPERATOR(pg_catalog.^) " ATTEMPTS_SO_FAR ", 3600))" \
-	"       END" \
-	" WHERE id OPERATOR(pg_catalog.=) $1"
-
-static WorkerQuery record_failure = {
-	RECORD_FAILURE("       last_sqlstate = $5,"),
-	5, {INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID}, NULL
-};
-
-/* the same, for an outbox of version 0.2 (not yet updated) */
-static WorkerQuery record_failure_without_sqlstate = {
-	RECORD_FAILURE(""),
-	5, {INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID}, NULL
-};
-
-/*
- * Runs a worker query.  Plans are prepared once and kept, maybe while the
- * outbox was nearly empty: sequential scans are turned off for them, so
- * that a plan made then does not scan a table that has since grown (or
- * filled with dead rows: the outbox is a queue) row by row.
- */
-static void
-ExecuteWorkerQuery(WorkerQuery *query, Datum *args, int expected)
-{
-	int			rc;
-	int			nestlevel = NewGUCNestLevel();
-
-	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-
-	if (query->plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(query->sql, query->nargs, query->argtypes);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare \"%s\": %s", query->sql,
-				 SPI_result_code_string(SPI_result));
-		query->plan = plan;
-	}
-	rc = SPI_execute_plan(query->plan, args, NULL, false, 0);
-	AtEOXact_GUC(true, nestlevel);
-	if (rc != expected)
-		elog(ERROR, "could not execute \"%s\": %s", query->sql,
-			 SPI_result_code_string(rc));
-}
-
-/*
- * Lists the hooks due now whose transaction has no earlier hook still
- * waiting, oldest first, into *due (in the caller's memory context).
- * Returns how many, and sets *sleep_ms to the time until the next retry.
- */
-static int
-FindDueHooks(int64 after, DueHook **due, long *sleep_ms)
-{
-	MemoryContext cxt;
-	int			ndue = 0;
-
-	*sleep_ms = MAX_SLEEP_MS;
-	cxt = BeginWorkerTransaction();
-	pgstat_report_activity(STATE_RUNNING, "choreograph: looking for due hooks");
-
-	/* the extension may not be installed (yet) in this database */
-	if (OidIsValid(ChoreoRelationOid("hooks", true)))
-	{
-		bool		isnull;
-		Datum		args[1] = {Int64GetDatum(after)};
-
-		ExecuteWorkerQuery(&due_hooks, args, SPI_OK_SELECT);
-		ndue = (int) SPI_processed;
-		*due = MemoryContextAlloc(cxt, sizeof(DueHook) * Max(ndue, 1));
-		for (int i = 0; i < ndue; i++)
-		{
-			HeapTuple	row = SPI_tuptable->vals[i];
-
-			(*due)[i].id = DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
-			(*due)[i].group = (uint64) DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
-		}
-
-		/* about to sleep: until when? */
-		if (ndue < DUE_HOOKS_BATCH)
-		{
-			Datum		next;
-
-			ExecuteWorkerQuery(&next_due, NULL, SPI_OK_SELECT);
-			next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			if (!isnull)
-				*sleep_ms = Max(1, Min(DatumGetInt64(next), MAX_SLEEP_MS));
-		}
-	}
-
-	CommitWorkerTransaction(cxt);
-	pgstat_report_activity(STATE_IDLE, NULL);
-	return ndue;
-}
-
-/* Records a failed attempt (its message and SQLSTATE), in a transaction of its own */
-static void
-RecordHookFailure(int64 id, ErrorData *edata)
-{
-	Datum		args[5];
-	MemoryContext cxt;
-
-	args[0] = Int64GetDatum(id);
-	args[1] = CStringGetTextDatum(edata->message != NULL ? edata->message : "");
-	args[2] = Int32GetDatum(choreo_error_max_length);
-	args[3] = Int32GetDatum(choreo_hook_max_attempts);
-	args[4] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
-
-	cxt = BeginWorkerTransaction();
-	if (get_attnum(ChoreoRelationOid("hooks", false), "last_sqlstate") != InvalidAttrNumber)
-		ExecuteWorkerQuery(&record_failure, args, SPI_OK_UPDATE);
-	else
-		ExecuteWorkerQuery(&record_failure_without_sqlstate, args, SPI_OK_UPDATE);
-	CommitWorkerTransaction(cxt);
-}
-
-/* Raises an error if a hook can no longer run as it was registered */
-static void
-CheckHookRunnable(int64 id, Oid callback, Oid role)
-{
-	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("role %u of post-commit hook %lld no longer exists",
-						role, (long long) id)));
-	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(callback)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function %u of post-commit hook %lld no longer exists",
-						callback, (long long) id)));
-	if (compat_proc_aclcheck(callback, role, ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for function %s", get_func_name(callback)),
-				 errdetail("Post-commit hook %lld runs as role \"%s\".", (long long) id,
-						   GetUserNameFromId(role, false))));
-}
-
-/*
- * Runs the next waiting hook of a transaction, if due, in a transaction of
- * its own which also deletes its outbox row.  Returns false when there was
- * none to run.  Everything it allocates is in hook_cxt, reset each time.
- */
-static bool
-RunNextHook(int index, uint64 txid)
-{
+	WorkStep   *step;
 	ErrorData  *volatile edata = NULL;
-	volatile int64 id = 0;
+	volatile bool other_role = false;
 	Oid			worker_userid;
 	int			worker_sec_context;
 
 	GetUserIdAndSecContext(&worker_userid, &worker_sec_context);
-	MemoryContextReset(hook_cxt);
-	MemoryContextSwitchTo(hook_cxt);
+	MemoryContextReset(step_cxt);
+	MemoryContextSwitchTo(step_cxt);
+	/* in memory, not a local: what take_step sets survives an error */
+	step = palloc0(sizeof(WorkStep));
 	PG_TRY();
 	{
-		Datum		args[1] = {Int64GetDatum((int64) txid)};
 		MemoryContext cxt = BeginWorkerTransaction();
 
-		ExecuteWorkerQuery(&take_next_hook, args, SPI_OK_DELETE_RETURNING);
-		if (SPI_processed == 1)
+		if (source->take_step(key, step))
 		{
-			HeapTuple	row = SPI_tuptable->vals[0];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			Oid			callback = DatumGetObjectId(SPI_getbinval(row, desc, 2, &isnull));
-			Oid			role = DatumGetObjectId(SPI_getbinval(row, desc, 3, &isnull));
-			bool		no_payload;
-			Datum		payload = SPI_getbinval(row, desc, 4, &no_payload);
-			int			nestlevel;
-
-			id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-			WorkerSetRunning(index, id);
+			Assert(step->id != 0 && OidIsValid(step->role));
+			WorkerSetRunning(worker_index, step->id);
+			if (!WorkerSessionServes(step->role))
+				other_role = true;
+			else
 			{
-				char		activity[64];
+				int			nestlevel;
 
-				/* pg_stat_activity shows which hook a worker is running */
-				snprintf(activity, sizeof(activity),
-						 "choreograph: running post-commit hook " INT64_FORMAT, id);
-				pgstat_report_activity(STATE_RUNNING, activity);
+				/*
+				 * From here to the end of the commit, the transaction is the
+				 * step's: the commit runs what it queued for it (deferred
+				 * triggers, the query of a cursor WITH HOLD, pre-commit hooks
+				 * it registered, which then queue more), and none of it may
+				 * run as the worker's superuser.  Nor may it change role.
+				 */
+				SetUserIdAndSecContext(step->role,
+									   worker_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+				/* whatever settings the step changes, the next one will not see */
+				nestlevel = NewGUCNestLevel();
+				source->run_step(step);
+				AtEOXact_GUC(false, nestlevel);
 			}
-			CheckHookRunnable(id, callback, role);
-			if (!WorkerSessionServes(role))
-			{
-				/* rolled back below: the hook stays queued */
-				skipping_for_role = true;
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("choreograph worker %d leaves post-commit hook %lld to a new session",
-								index + 1, (long long) id)));
-			}
-
-			/*
-			 * From here to the end of the commit, the transaction is the
-			 * hook's: the commit runs what the hook queued for it (deferred
-			 * triggers, the query of a cursor WITH HOLD, the pre-commit
-			 * hooks it registered, which then queue more), and none of it
-			 * may run as the worker's superuser.  Nor may it change role.
-			 */
-			SetUserIdAndSecContext(role, worker_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-
-			/* whatever settings the hook changes, the next hook will not see */
-			nestlevel = NewGUCNestLevel();
-			CallHookFunction(callback, no_payload ? NULL : DatumGetJsonbPCopy(payload), role);
-			AtEOXact_GUC(false, nestlevel);
 		}
-		CommitWorkerTransaction(cxt);
+		if (other_role)
+			RollbackWorkerTransaction(cxt); /* the step stays as it was */
+		else
+			CommitWorkerTransaction(cxt);
 		SetUserIdAndSecContext(worker_userid, worker_sec_context);
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(hook_cxt);
+		MemoryContextSwitchTo(step_cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
 		/* the abort goes back to the worker's role; so does a failure after the commit */
-		EndFailedWorkerTransaction(hook_cxt);
+		EndFailedWorkerTransaction(step_cxt);
 		SetUserIdAndSecContext(worker_userid, worker_sec_context);
 	}
 	PG_END_TRY();
-	if (skipping_for_role)
+
+	if (other_role)
 	{
-		/* nothing of the hook ran: the rest of its transaction waits too */
-		skipping_for_role = false;
+		/* nothing of the step ran: the rest of its item waits too */
 		another_role_waits = true;
-		FreeErrorData(edata);
-		WorkerSetRunning(index, 0);
+		WorkerSetRunning(worker_index, 0);
 		pgstat_report_activity(STATE_IDLE, NULL);
-		return false;
+		return STEP_OTHER_ROLE;
 	}
 
-	/* nothing the hook left in the session may reach the next one */
-	if (id != 0)
+	/* nothing the step left in the session may reach the next one */
+	if (step->id != 0)
 		WorkerSessionReset();
-
-	WorkerSetRunning(index, 0);
-	if (edata != NULL && id == 0)
-	{
-		/*
-		 * A failure before a hook was taken (a lock_timeout waiting for the
-		 * row that choreo_retry_hook holds, say) is logged; the hook is
-		 * still queued, and found by a later look through the outbox.
-		 */
-		ereport(LOG,
-				(errcode(edata->sqlerrcode),
-				 errmsg("choreograph worker could not take a hook of transaction %llu: %s",
-						(unsigned long long) txid, edata->message)));
-		FreeErrorData(edata);
-		edata = NULL;
-	}
+	WorkerSetRunning(worker_index, 0);
 	if (edata != NULL)
 	{
-		ereport(LOG,
-				(errmsg("choreograph post-commit hook %lld failed: %s",
-						(long long) id, edata->message)));
-		RecordHookFailure(id, edata);
-		retry_scheduled = true;
+		bool		rescheduled = source->step_failed(key, step, edata);
+
+		FreeErrorData(edata);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		if (step->id != 0)
+			return rescheduled ? STEP_RESCHEDULED : STEP_RAN;
+		return STEP_NONE;
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
-	return id != 0;
+	return step->id != 0 ? STEP_RAN : STEP_NONE;
 }
 
 /*
- * Runs the hooks of a transaction that just committed, in order, each in a
- * transaction of its own, until none is left or one must wait for a retry.
+ * Claims an item of source number source_id and runs its steps until none
+ * is due (and it was not announced again meanwhile), its role is not this
+ * session's, or it has had its turn (steps_per_claim).  Returns what the
+ * claim came to: an item another worker holds, or whose source is at its
+ * limit, is left to them (shmem.c).
  */
-static void
-RunTransactionHooks(int index, uint64 txid)
+static WorkClaim
+RunItem(int source_id, uint64 key)
 {
-	/* another worker may be at it already */
-	if (!WorkerClaimGroup(index, txid))
-		return;
-	while (RunNextHook(index, txid))
+	const WorkSource *source = WorkSourceGet(source_id);
+	WorkClaim	claim = WorkerClaim(worker_index, source_id, key, source->max_concurrency);
+	int			steps = 0;
+
+	if (claim != WORK_CLAIMED)
+		return claim;
+	for (;;)
+	{
+		StepResult	result = RunStep(source, key);
+
 		CHECK_FOR_INTERRUPTS();
-	(void) WorkerClaimGroup(index, 0);
+		if (result == STEP_RESCHEDULED)
+			look_again[source_id] = true;
+		if (result == STEP_OTHER_ROLE)
+		{
+			/* the successor's first look finds it, announced or not */
+			(void) WorkerClaimRelease(worker_index, false);
+			break;
+		}
+		if (result == STEP_NONE)
+		{
+			if (WorkerClaimRelease(worker_index, true))
+				break;
+			continue;			/* announced again meanwhile: once more */
+		}
+		if (source->steps_per_claim > 0 && ++steps >= source->steps_per_claim)
+		{
+			/* its turn is over: to the back of the queue */
+			(void) WorkerClaimRelease(worker_index, false);
+			WorkQueueAnnounce(source_id, key);
+			break;
+		}
+	}
+	return WORK_CLAIMED;
 }
 
 /*
- * Looks through the outbox and runs due hooks until a look finds none this
- * worker can run; returns how long to sleep before the next retry falls
- * due.  Used when the commit queue cannot tell where the work is: at
- * start, after the queue overflowed, for retries, and once a minute.
+ * Looks through a source and runs its due items until a look finds none
+ * this worker can run; returns how long to sleep before the source's next
+ * item falls due.  Used when the commit queue cannot tell where the work
+ * is: at start, after the queue overflowed, for retries, and once a minute.
  */
 static long
-RunDueHooks(int index, MemoryContext cxt)
+LookThrough(int source_id)
 {
-	int64		after = PG_INT64_MIN;	/* ids a superuser restored may be any */
-	long		sleep_ms;
+	const WorkSource *source = WorkSourceGet(source_id);
+	int64		after = WORK_LOOK_START;
 
 	for (;;)
 	{
-		DueHook    *due = NULL;
-		int			ndue;
+		WorkItem	items[WORK_BATCH];
+		long		wait_ms = MAX_SLEEP_MS;
+		int			n;
 
-		MemoryContextReset(cxt);
-		MemoryContextSwitchTo(cxt);
-		ndue = FindDueHooks(after, &due, &sleep_ms);
-		for (int i = 0; i < ndue; i++)
+		MemoryContextReset(pass_cxt);
+		MemoryContextSwitchTo(pass_cxt);
+		n = source->find_due(after, items, WORK_BATCH, &wait_ms);
+		Assert(n >= 0 && n <= WORK_BATCH);
+		for (int i = 0; i < n; i++)
 		{
 			CHECK_FOR_INTERRUPTS();
-			/* the first waiting hook of its transaction: run them all */
-			RunTransactionHooks(index, due[i].group);
-			after = due[i].id;
+			/* at its limit: looked through again when a claim of it ends */
+			if (RunItem(source_id, items[i].key) == WORK_AT_LIMIT)
+				return wait_ms;
+			after = items[i].position;
 		}
-		if (ndue < DUE_HOOKS_BATCH)
-			return sleep_ms;
+		if (n < WORK_BATCH)
+			return wait_ms;
 	}
 }
 
-/*
- * Applies choreograph.hook_synchronous_commit to the worker's transactions.
- * Not waiting for the disk is safe for hooks: a hook's writes and the
- * deletion of its outbox row are in the same transaction, so a crash that
- * loses one loses both, and the hook runs again.
- */
+/* Applies what each source sets in the worker's session */
 static void
-ApplyWorkerSettings(void)
+ApplySourceSettings(void)
 {
-	SetConfigOption("synchronous_commit",
-					choreo_hook_synchronous_commit ? "on" : "off",
-					PGC_SUSET, PGC_S_OVERRIDE);
+	for (int s = 0; s < WorkSourceCount(); s++)
+		if (WorkSourceGet(s)->apply_settings != NULL)
+			WorkSourceGet(s)->apply_settings();
 }
 
 /*
@@ -586,64 +337,66 @@ ReportIdleUntil(TimestampTz wake_at)
 	pgstat_report_activity(STATE_IDLE, activity);
 }
 
+/* Waits out the delay WorkerStartDelay gave, before connecting */
+static void
+WaitBeforeConnecting(long start_delay)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), start_delay);
+	long		left;
+
+	ereport(LOG,
+			(errmsg("choreograph worker %d waits %ld ms before it connects to database \"%s\" again",
+					worker_index + 1, start_delay, choreo_database),
+			 errdetail("It could not connect when it last started.")));
+
+	/* the latch is set when a process starts: wait out the whole delay */
+	while ((left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until)) > 0)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
 /* Entry point of each worker */
 void
 choreo_worker_main(Datum main_arg)
 {
-	int			index = DatumGetInt32(main_arg);
-	MemoryContext cxt;
-	TimestampTz next_look = 0;	/* look through the outbox at once */
-
 	long		start_delay;
 
+	worker_index = DatumGetInt32(main_arg);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
 	/* after starts that could not connect (no such database), wait longer each time */
-	start_delay = WorkerStartDelay(index);
+	start_delay = WorkerStartDelay(worker_index);
 	if (start_delay > 0)
-	{
-		ereport(LOG,
-				(errmsg("choreograph worker %d waits %ld ms before it connects to database \"%s\" again",
-						index + 1, start_delay, choreo_database),
-				 errdetail("It could not connect when it last started.")));
-	}
-	if (start_delay > 0)
-	{
-		TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), start_delay);
-		long		left;
-
-		/* the latch is set when a process starts: wait out the whole delay */
-		while ((left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until)) > 0)
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 left, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-	}
+		WaitBeforeConnecting(start_delay);
 	BackgroundWorkerInitializeConnection(choreo_database, NULL, 0);
-	WorkerStarted(index);
+	WorkerStarted(worker_index);
 
-	cxt = AllocSetContextCreate(TopMemoryContext, "choreograph worker",
-								ALLOCSET_DEFAULT_SIZES);
-	hook_cxt = AllocSetContextCreate(TopMemoryContext, "choreograph hook",
+	pass_cxt = AllocSetContextCreate(TopMemoryContext, "choreograph worker",
+									 ALLOCSET_DEFAULT_SIZES);
+	step_cxt = AllocSetContextCreate(TopMemoryContext, "choreograph step",
 									 ALLOCSET_DEFAULT_SIZES);
 	/* published before the first look, so no commit after it goes unseen */
-	WorkerSlotAttach(index);
-	ApplyWorkerSettings();
+	WorkerSlotAttach(worker_index);
+	ApplySourceSettings();
 	/* a successor (RestartForAnotherRole) starts as often as roles change */
 	ereport(MyBgworkerEntry->bgw_extra[0] == WORKER_SUCCESSOR ? DEBUG1 : LOG,
 			(errmsg("choreograph worker %d started in database \"%s\"",
-					index + 1, choreo_database)));
+					worker_index + 1, choreo_database)));
 
+	/* every source is looked through at once: next_look is 0 */
 	for (;;)
 	{
-		uint64		txids[DUE_HOOKS_BATCH];
-		bool		look_everywhere;
-		int			ntxids;
-		long		sleep_ms = MAX_SLEEP_MS;
+		WorkEntry	entries[WORK_BATCH];
+		bool		look_everywhere[MAX_WORK_SOURCES];
+		int			nentries;
+		TimestampTz wake_at;
+		long		sleep_ms;
 
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
@@ -651,40 +404,49 @@ choreo_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			ApplyWorkerSettings();
+			ApplySourceSettings();
 		}
 
-		/* the transactions that committed hooks since the last look */
-		ntxids = CommitQueueTake(txids, DUE_HOOKS_BATCH, &look_everywhere);
-		for (int i = 0; i < ntxids; i++)
+		/* the items committed transactions announced since the last look */
+		nentries = WorkQueueTake(entries, WORK_BATCH, look_everywhere);
+		for (int i = 0; i < nentries; i++)
 		{
-			MemoryContextReset(cxt);
-			MemoryContextSwitchTo(cxt);
-			RunTransactionHooks(index, txids[i]);
+			MemoryContextReset(pass_cxt);
+			MemoryContextSwitchTo(pass_cxt);
+			CHECK_FOR_INTERRUPTS();
+			(void) RunItem(entries[i].source, entries[i].key);
 		}
 
-		if (look_everywhere || retry_scheduled || GetCurrentTimestamp() >= next_look)
+		for (int s = 0; s < WorkSourceCount(); s++)
 		{
-			/* a hook that failed meanwhile set a retry: when it is due is now known */
+			long		wait_ms;
+
+			if (!look_everywhere[s] && !look_again[s] && GetCurrentTimestamp() < next_look[s])
+				continue;
+			/* a step that failed meanwhile set a retry: when it is due is now known */
 			do
 			{
-				retry_scheduled = false;
-				sleep_ms = RunDueHooks(index, cxt);
-			} while (retry_scheduled);
-			next_look = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sleep_ms);
+				look_again[s] = false;
+				wait_ms = LookThrough(s);
+			} while (look_again[s]);
+			next_look[s] = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
 		}
 		if (another_role_waits)
-			RestartForAnotherRole(index);
-		if (ntxids > 0)
+			RestartForAnotherRole();
+		if (nentries > 0)
 			continue;			/* the queue may hold more */
 
-		sleep_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_look);
-		if (!WorkerMaySleep(index))
-			continue;			/* a commit came in meanwhile */
+		/* until the earliest time of all sources (a minute at most) */
+		wake_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), MAX_SLEEP_MS);
+		for (int s = 0; s < WorkSourceCount(); s++)
+			wake_at = Min(wake_at, next_look[s]);
+		sleep_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), wake_at);
+		if (!WorkerMaySleep(worker_index))
+			continue;			/* work was announced meanwhile */
 		pgstat_report_stat(true);
-		ReportIdleUntil(next_look);
+		ReportIdleUntil(wake_at);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Max(sleep_ms, 1), PG_WAIT_EXTENSION);
-		WorkerAwake(index);
+		WorkerAwake(worker_index);
 	}
 }

@@ -1,17 +1,18 @@
 /*
  * workers/worker_session.c
- *		What a post-commit hook leaves in the worker's session is removed
- *		before the next hook runs.
+ *		What a step of work (a post-commit hook, say) leaves in the worker's
+ *		session is removed before the next step runs, and a session serves
+ *		one role.
  *
- * A worker runs the hooks of every role, one after another, in one
- * long-lived session.  Whatever session state a hook leaves behind would
- * be seen by the next hook, maybe of another role: a temporary table named
- * like one a superuser's hook writes without a schema (pg_temp is searched
- * first for relations), with a trigger, runs the trigger as the superuser.
- * So after every hook, whether it committed or failed, the worker puts its
- * session back into the state of a fresh worker session: the equivalent of
- * DISCARD ALL (discard.c), plus random()'s seed and choreograph's own
- * session state.
+ * A worker runs the steps of every source and every role, one after
+ * another, in one long-lived session.  Whatever session state a step
+ * leaves behind would be seen by the next step, maybe of another role: a
+ * temporary table named like one a superuser's hook writes without a
+ * schema (pg_temp is searched first for relations), with a trigger, runs
+ * the trigger as the superuser.  So after every step, whether it committed
+ * or failed, the worker puts its session back into the state of a fresh
+ * worker session: the equivalent of DISCARD ALL (discard.c), plus
+ * random()'s seed and choreograph's own session state.
  *
  * DISCARD ALL itself cannot be used: its C function is static, and the
  * statement refuses to run inside a transaction block, where SPI would run
@@ -19,22 +20,23 @@
  * the temporary objects needs one.  Each step is done here instead, in the
  * transaction state it needs, and only when there may be something to
  * remove where that costs more than a look (a worker drains thousands of
- * hooks a second).
+ * steps a second).
  *
  * Not reset, and why:
- * - the plan cache: a cached plan shows nothing of the hook that made it
+ * - the plan cache: a cached plan shows nothing of the step that made it
  *   and is checked again whenever it runs: the current role's permissions
  *   at executor start, and it is planned again for another role if row
  *   security applied, for another search path (a temporary schema
  *   included), and after a change to an object it uses; dropping the plans
- *   would only cost the next hooks their planning;
- * - session_authorization and role: a hook cannot change them (it runs with
+ *   would only cost the next steps their planning;
+ * - session_authorization and role: a step cannot change them (it runs with
  *   SECURITY_LOCAL_USERID_CHANGE, under which PostgreSQL refuses both);
  * - LISTEN: PostgreSQL refuses it in background processes, which have no
  *   way to collect notifications;
  * - state that other extensions' C code keeps (dblink's named connections,
  *   postgres_fdw's connection cache, PL/Perl's %_SHARED, PL/Python's GD):
- *   it cannot be reached from here; docs/hooks.md says what to avoid.
+ *   it cannot be reached from here; docs/hooks.md says what to avoid in
+ *   a hook.
  */
 #include "postgres.h"
 
@@ -56,8 +58,8 @@
 /*
  * Drops the objects in the session's temporary schema, if it has one, in a
  * transaction of its own.  The schema itself stays, as after DISCARD TEMP:
- * PostgreSQL offers no way to forget it, so once a hook has used temporary
- * objects, the worker pays this transaction after every hook (an empty
+ * PostgreSQL offers no way to forget it, so once a step has used temporary
+ * objects, the worker pays this transaction after every step (an empty
  * schema costs one look at pg_depend).
  */
 static void
@@ -85,7 +87,7 @@ static void
 ResetSession(void)
 {
 	/*
-	 * Cursors WITH HOLD: the only portals left once the hook's transaction
+	 * Cursors WITH HOLD: the only portals left once the step's transaction
 	 * has ended, materialized and holding no resources of a transaction, so
 	 * they are dropped without one.
 	 */
@@ -101,10 +103,10 @@ ResetSession(void)
 	ResetSequenceCaches();
 
 	/*
-	 * random()'s seed: setseed() in one hook would make the next hook's
+	 * random()'s seed: setseed() in one step would make the next step's
 	 * random() predictable.  DISCARD ALL leaves it; a new session seeds it
 	 * from a strong source, and so does this (not from the process's own
-	 * generator, whose state a hook could work out from what it draws; that
+	 * generator, whose state a step could work out from what it draws; that
 	 * is only the fallback should the strong source fail).
 	 */
 	{
@@ -117,10 +119,11 @@ ResetSession(void)
 	}
 
 	/*
-	 * Settings (RESET ALL).  A hook's own SETs, set_config(..., false)
+	 * Settings (RESET ALL).  A step's own SETs, set_config(..., false)
 	 * included, are already undone: it runs inside a GUC nest level that
 	 * the worker rolls back.  This catches those made at its commit, by
-	 * the pre-commit hooks it registered or the query of a cursor WITH HOLD.
+	 * what it queued for the commit (a pre-commit hook a post-commit hook
+	 * registered, the query of a cursor WITH HOLD).
 	 * The worker's own settings survive: it sets them with PGC_S_OVERRIDE,
 	 * which RESET ALL keeps, or inside a nest level of its own.
 	 */
@@ -135,8 +138,8 @@ ResetSession(void)
 
 /*
  * Returns the worker's session to the state of a fresh one; called after
- * each hook, committed or failed, outside any transaction.  If that fails,
- * the next hook must not run in this session: the worker exits, and is
+ * each step, committed or failed, outside any transaction.  If that fails,
+ * the next step must not run in this session: the worker exits, and is
  * started again with a new one.
  */
 void
@@ -158,28 +161,28 @@ WorkerSessionReset(void)
 		FlushErrorState();
 		ereport(FATAL,
 				(errcode(edata->sqlerrcode),
-				 errmsg("choreograph worker could not reset its session after a hook: %s",
+				 errmsg("choreograph worker could not reset its session after a step of work: %s",
 						edata->message),
-				 errdetail("The worker exits so that no hook runs in a session another hook has left state in; it is started again.")));
+				 errdetail("The worker exits so that no work runs in a session that earlier work has left state in; it is started again.")));
 	}
 	PG_END_TRY();
 }
 
 /*
- * The role whose hooks this session runs.  Some session state cannot be
+ * The role whose work this session runs.  Some session state cannot be
  * reset at all: PL/pgSQL compiles a function once per backend, resolving
  * the types of its variables through the search_path of its first caller,
- * so a role that calls another role's hook function first, with a schema
- * of its own ahead of pg_catalog, plants its own types (and their input
- * and check functions) in that function for as long as the process lives.
- * The same holds for state other extensions keep in C.  So a worker's
- * session serves one role: the first hook binds it, and a hook of any
- * other role is left to a new process (worker.c).
+ * so a role that calls another role's function first (a hook's, say),
+ * with a schema of its own ahead of pg_catalog, plants its own types (and
+ * their input and check functions) in that function for as long as the
+ * process lives.  The same holds for state other extensions keep in C.
+ * So a worker's session serves one role: the first step binds it, and a
+ * step of any other role is left to a new process (worker.c).
  */
 static Oid	session_role = InvalidOid;
 
 /*
- * True when the session may run a hook of this role, binding it to the
+ * True when the session may run a step of this role, binding it to the
  * role on first use: session_user and is_superuser then report the role,
  * as in a session the role had opened, while the worker's own queries keep
  * running as the user that connected (the caller's current user), which
