@@ -14,9 +14,9 @@
  * fired afterwards; the earlier ones are written as they were fired, or
  * refused with a clear error if their columns are gone.
  *
- * Savepoints: each item records the subtransaction level that fired it, so
- * a rollback drops exactly its items (always a tail: levels never decrease
- * along the list).  The delicate case is a flush inside a subtransaction
+ * Savepoints: each batch's items are a savepoint list (shared/
+ * savepoint_list.c), tagged with the subtransaction level that fired them,
+ * so a rollback drops exactly its items.  The delicate case is a flush inside a subtransaction
  * that writes items fired outside it: if that subtransaction rolls back,
  * so does their write, so such a batch is kept ("exposed") until its
  * subtransaction is released to a level that fired all its items, and
@@ -506,7 +506,7 @@ NewItem(ColumnSet *set)
 	BufferItem *item = palloc(MAXALIGN(sizeof(BufferItem)) +
 							  n * sizeof(Datum) + n * sizeof(bool));
 
-	item->nest_level = GetCurrentTransactionNestLevel();
+	SavepointTagSet(&item->tag);
 	item->userid = GetUserId();
 	item->set = set;
 	item->values = (Datum *) ((char *) item + MAXALIGN(sizeof(BufferItem)));
@@ -812,7 +812,7 @@ FlushBuffer(PendingBuffer *buffer)
 		Batch	   *batch = lfirst(lc);
 		BufferItem *first = linitial(batch->items);
 
-		if (first->nest_level < level)
+		if (first->tag.nest_level < level)
 		{
 			batch->flushed_level = level;
 			kept = lappend(kept, batch);
@@ -850,25 +850,13 @@ BuffersFlushAll(void)
 	return written;
 }
 
-/* Drops the items fired at or below a nesting level from a batch's tail */
-static void
-TrimBatch(Batch *batch, int nest_level)
-{
-	while (batch->items != NIL &&
-		   ((BufferItem *) llast(batch->items))->nest_level >= nest_level)
-	{
-		batch->items = list_delete_last(batch->items);
-		batch->ndropped++;
-	}
-}
-
 /* A copy of an item, in the current memory context */
 static BufferItem *
 CopyItem(PendingBuffer *buffer, BufferItem *item)
 {
 	BufferItem *copy = NewItem(item->set);
 
-	copy->nest_level = item->nest_level;
+	copy->tag = item->tag;
 	copy->userid = item->userid;
 	for (int i = 0; i < item->set->ncolumns; i++)
 	{
@@ -990,7 +978,13 @@ BuffersAtSubAbort(int nest_level)
 			if (batch->flushed_level >= nest_level)
 				batch->flushed_level = 0;
 			if (batch->flushed_level == 0)
-				TrimBatch(batch, nest_level);
+			{
+				int			nitems = list_length(batch->items);
+
+				batch->items = SavepointListAtSubAbort(batch->items, nest_level, 0,
+													   NULL, NULL);
+				batch->ndropped += nitems - list_length(batch->items);
+			}
 			if (batch->items == NIL)
 			{
 				buffer->batches = foreach_delete_current(buffer->batches, bc);
@@ -1013,27 +1007,18 @@ BuffersAtSubCommit(int nest_level)
 		PendingBuffer *buffer = lfirst(lc);
 		ListCell   *bc;
 
-		if (buffer->created_level >= nest_level)
-			buffer->created_level = nest_level - 1;
+		SavepointLevelAtSubCommit(&buffer->created_level, nest_level);
 
 		foreach(bc, buffer->batches)
 		{
 			Batch	   *batch = lfirst(bc);
 
-			for (int i = list_length(batch->items) - 1; i >= 0; i--)
-			{
-				BufferItem *item = list_nth(batch->items, i);
-
-				if (item->nest_level < nest_level)
-					break;
-				item->nest_level = nest_level - 1;
-			}
-			if (batch->flushed_level >= nest_level)
-				batch->flushed_level = nest_level - 1;
+			SavepointListAtSubCommit(batch->items, nest_level);
+			SavepointLevelAtSubCommit(&batch->flushed_level, nest_level);
 
 			/* written at a level that fired all its items: safe now */
 			if (batch->flushed_level > 0 &&
-				((BufferItem *) linitial(batch->items))->nest_level >= batch->flushed_level)
+				((BufferItem *) linitial(batch->items))->tag.nest_level >= batch->flushed_level)
 			{
 				buffer->batches = foreach_delete_current(buffer->batches, bc);
 				FreeBatch(batch);

@@ -64,7 +64,7 @@ typedef struct ColumnSet
 
 typedef struct BufferItem
 {
-	int			nest_level;		/* subtransaction level that fired it */
+	SavepointTag tag;			/* the subtransaction level that fired it */
 	Oid			userid;			/* the role that fired it */
 	ColumnSet  *set;
 	Datum	   *values;
@@ -83,7 +83,7 @@ struct PendingBuffer
 	bool		target_changed; /* the table's definition may have changed */
 	bool		outdated;		/* new items go to a newer pending state */
 	bool		dropped_items;	/* a rollback dropped items: compact the batches */
-	int			created_level;
+	int			created_level;	/* the subtransaction level that made it */
 	int			ncolumns;
 	BufferColumn *columns;
 	List	   *sets;			/* of ColumnSet *, interned */
