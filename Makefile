@@ -34,7 +34,7 @@ OBJS = \
 	src/hooks/pre_commit.o \
 	src/buffers/buffer.o \
 	src/buffers/buffer_catalog.o \
-	src/buffers/buffer_write.o \
+	src/buffers/table_sink.o \
 	src/buffers/capture.o \
 	src/workers/shmem.o \
 	src/workers/work_source.o \

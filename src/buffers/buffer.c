@@ -2,28 +2,31 @@
  * buffers/buffer.c
  *		Batched buffers: items fired with choreo_fire_forget (or
  *		choreo_capture) are kept in backend memory and written in batches
- *		(buffer_write.c), one statement per batch, when a buffer is full, on
- *		choreo_flush, on choreo_fire_and_wait and at pre-commit.
+ *		through the buffer's sink (sink.h; a table: table_sink.c), one
+ *		write per flush, when a buffer is full, on choreo_flush, on
+ *		choreo_fire_and_wait and at pre-commit.
  *
  * Per transaction, each buffer fired into gets a PendingBuffer, in a memory
- * context of its own: the target table's columns, read at the first fire,
- * and its items, in batches.  An item is converted to the columns' types
- * when fired, so bad values fail then, not at commit; unnamed columns take
- * their defaults when written.  A buffer dropped and created again, or a
- * table altered in the transaction, gets a new PendingBuffer for the items
- * fired afterwards; the earlier ones are written as they were fired, or
- * refused with a clear error if their columns are gone.
+ * context of its own: the target's columns, described by the sink at the
+ * first fire, and its items, in batches.  An item is converted to the
+ * columns' types when fired, so bad values fail then, not at commit;
+ * unnamed columns take their defaults when written.  A buffer dropped and
+ * created again, or a table altered in the transaction, gets a new
+ * PendingBuffer for the items fired afterwards; the earlier ones are
+ * written as they were fired, or refused with a clear error if their
+ * columns are gone.
  *
  * Savepoints: each batch's items are a savepoint list (shared/
  * savepoint_list.c), tagged with the subtransaction level that fired them,
- * so a rollback drops exactly its items.  The delicate case is a flush inside a subtransaction
- * that writes items fired outside it: if that subtransaction rolls back,
- * so does their write, so such a batch is kept ("exposed") until its
- * subtransaction is released to a level that fired all its items, and
- * queued again if it rolls back.  Memory thus stays bounded by max_batch
- * items per buffer (per open savepoint level at worst): the memory of
- * dropped items is given back once they outnumber the kept ones, and a
- * PendingBuffer made in a rolled-back subtransaction is freed with it.
+ * so a rollback drops exactly its items.  The delicate case is a flush
+ * inside a subtransaction that writes items fired outside it: if that
+ * subtransaction rolls back, so does their write, so such a batch is kept
+ * ("exposed") until its subtransaction is released to a level that fired
+ * all its items, and queued again if it rolls back.  Memory thus stays
+ * bounded by max_batch items per buffer (per open savepoint level at
+ * worst): the memory of dropped items is given back once they outnumber
+ * the kept ones, and a PendingBuffer made in a rolled-back subtransaction
+ * is freed with it.
  */
 #include "postgres.h"
 
@@ -59,15 +62,23 @@ typedef struct Batch
 	int			ndropped;		/* items dropped since its memory was compacted */
 } Batch;
 
+/* The hash key of a pending state: the definition it belongs to */
+typedef struct PendingBufferKey
+{
+	const DefinitionKind *kind;
+	DefinitionId id;
+} PendingBufferKey;
+
 /* An entry of the per-transaction table of pending buffers */
 typedef struct PendingBufferEntry
 {
-	DefinitionId id;			/* hash key */
+	PendingBufferKey key;
 	PendingBuffer *buffer;		/* the newest pending state of the definition */
 } PendingBufferEntry;
 
 /* Whether two pending states are of one definition (maybe dropped and made again) */
-#define SameDefinition(a, b) (memcmp(&(a)->id, &(b)->id, sizeof(DefinitionId)) == 0)
+#define SameDefinition(a, b) \
+	((a)->kind == (b)->kind && memcmp(&(a)->id, &(b)->id, sizeof(DefinitionId)) == 0)
 
 static int64 FlushBuffer(PendingBuffer *buffer);
 static void CompactBatches(PendingBuffer *buffer);
@@ -76,6 +87,30 @@ static HTAB *pending_buffers = NULL;	/* in TopTransactionContext */
 static PendingBuffer *last_fired = NULL;	/* fast path for firing in a loop */
 static NameRef *last_fired_name = NULL; /* the name it was fired by, resolved */
 static List *pending_order = NIL;	/* of PendingBuffer *, first fired first */
+
+/* the sinks registered (BufferSinkRegister), for their per-sink members */
+#define MAX_SINKS 4
+static const BufferSink *sinks[MAX_SINKS];
+static int	nsinks = 0;
+
+/* Adds a sink whose relation_changed and at_end are to be called; from _PG_init */
+static void
+BufferSinkRegister(const BufferSink *sink)
+{
+	if (nsinks >= MAX_SINKS)
+		elog(ERROR, "too many choreograph buffer sinks");
+	sinks[nsinks++] = sink;
+}
+
+/* Fills a hash key (its padding too: the hash reads its bytes) */
+static void
+PendingBufferKeyFor(const DefinitionKind *kind, const DefinitionId *id,
+					PendingBufferKey *key)
+{
+	memset(key, 0, sizeof(PendingBufferKey));
+	key->kind = kind;
+	key->id = *id;
+}
 
 /* Marks the pending buffers of a table (or all) to have it read again */
 static void
@@ -92,62 +127,97 @@ PendingBuffersTargetChanged(Oid relid)
 	}
 }
 
-/* Reads the columns of a buffer's target into a new PendingBuffer */
-static void
-ReadTargetColumns(PendingBuffer *buffer, Relation rel)
+/*
+ * After its target changed: whether a pending state's columns still hold;
+ * if not, new items go to a new pending state
+ */
+static bool
+PendingBufferRecheckTarget(PendingBuffer *buffer)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
-
-	buffer->columns = palloc0(sizeof(BufferColumn) * Max(desc->natts, 1));
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute attr = TupleDescAttr(desc, i);
-		BufferColumn *column = &buffer->columns[buffer->ncolumns];
-
-		if (attr->attisdropped)
-			continue;
-		column->name = attr->attname;
-		column->attnum = attr->attnum;
-		column->type = attr->atttypid;
-		column->typmod = attr->atttypmod;
-		column->generated = attr->attgenerated;
-		column->identity = attr->attidentity;
-		get_typlenbyvalalign(attr->atttypid, &column->typlen, &column->typbyval,
-							 &column->typalign);
-		JsonColumnConverterInit(&column->converter, attr->atttypid, attr->atttypmod);
-		column->converter.cxt = buffer->cxt;
-		buffer->ncolumns++;
-	}
+	buffer->target_changed = false;
+	if (buffer->sink->columns_unchanged(buffer))
+		return true;
+	buffer->outdated = true;
+	return false;
 }
 
-/* Whether the table's columns are still those a buffer read at its first fire */
-static bool
-TargetColumnsUnchanged(PendingBuffer *buffer)
+/* Whether new items may go to a pending state, as far as its target goes */
+static inline bool
+PendingBufferTakesItems(PendingBuffer *buffer)
 {
-	Relation	rel = RelationIdGetRelation(buffer->target);
-	TupleDesc	desc;
-	int			live = 0;
-	bool		same = true;
-
-	if (!RelationIsValid(rel))
+	if (buffer->outdated)
 		return false;
-	desc = RelationGetDescr(rel);
-	for (int i = 0; i < desc->natts && same; i++)
-	{
-		Form_pg_attribute attr = TupleDescAttr(desc, i);
-		BufferColumn *column = &buffer->columns[live];
+	if (unlikely(buffer->target_changed))
+		return PendingBufferRecheckTarget(buffer);
+	return true;
+}
 
-		if (attr->attisdropped)
-			continue;
-		same = live < buffer->ncolumns && column->attnum == attr->attnum &&
-			column->type == attr->atttypid && column->typmod == attr->atttypmod &&
-			column->generated == attr->attgenerated &&
-			column->identity == attr->attidentity &&
-			strcmp(NameStr(column->name), NameStr(attr->attname)) == 0;
-		live++;
+/* The newest pending state of a definition in this transaction, or NULL */
+static PendingBuffer *
+PendingBufferFind(const DefinitionKind *kind, const DefinitionId *id)
+{
+	PendingBufferKey key;
+	PendingBufferEntry *entry;
+
+	if (pending_buffers == NULL)
+		return NULL;
+	PendingBufferKeyFor(kind, id, &key);
+	entry = hash_search(pending_buffers, &key, HASH_FIND, NULL);
+	return entry != NULL ? entry->buffer : NULL;
+}
+
+/*
+ * Makes the newest pending state of a definition, to be written through a
+ * sink into a target; the sink opens it.
+ */
+static PendingBuffer *
+PendingBufferCreate(const DefinitionKind *kind, const DefinitionId *id,
+					const BufferSink *sink, Oid target, int max_batch)
+{
+	PendingBuffer *buffer;
+	PendingBufferKey key;
+	PendingBufferEntry *entry;
+	MemoryContext cxt;
+	MemoryContext old;
+
+	/*
+	 * Made in the (sub)transaction's memory, and moved to the top
+	 * transaction's once the sink opened it: if the sink raises, the abort
+	 * frees it.
+	 */
+	cxt = AllocSetContextCreate(CurTransactionContext, "choreograph pending buffer",
+								ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	buffer = palloc0(sizeof(PendingBuffer));
+	buffer->cxt = cxt;
+	buffer->kind = kind;
+	buffer->id = *id;
+	buffer->name = pstrdup(NameStr(id->name));
+	buffer->sink = sink;
+	buffer->target = target;
+	buffer->max_batch = max_batch;
+	buffer->created_level = GetCurrentTransactionNestLevel();
+	sink->open(buffer);
+	MemoryContextSetParent(cxt, TopTransactionContext);
+
+	if (pending_buffers == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(PendingBufferKey);
+		ctl.entrysize = sizeof(PendingBufferEntry);
+		ctl.hcxt = TopTransactionContext;
+		pending_buffers = hash_create("choreograph pending buffers", 16, &ctl,
+									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
-	RelationClose(rel);
-	return same && live == buffer->ncolumns;
+	/* the entry names the newest pending state of the definition */
+	MemoryContextSwitchTo(TopTransactionContext);
+	PendingBufferKeyFor(kind, id, &key);
+	entry = hash_search(pending_buffers, &key, HASH_ENTER, NULL);
+	entry->buffer = buffer;
+	pending_order = lappend(pending_order, buffer);
+	MemoryContextSwitchTo(old);
+	return buffer;
 }
 
 /*
@@ -163,17 +233,8 @@ PendingBufferCurrent(PendingBuffer *buffer)
 	BufferDef	def;
 	uint64		generation = BufferDefinitionsGeneration();
 
-	if (buffer->outdated)
+	if (!PendingBufferTakesItems(buffer))
 		return false;
-	if (buffer->target_changed)
-	{
-		buffer->target_changed = false;
-		if (!TargetColumnsUnchanged(buffer))
-		{
-			buffer->outdated = true;
-			return false;
-		}
-	}
 	if (buffer->def_generation == generation)
 		return true;
 	BufferLookupId(&buffer->id, &def);
@@ -197,13 +258,9 @@ PendingBuffer *
 PendingBufferFor(const char *written, int len, NameRef **ref)
 {
 	PendingBuffer *buffer;
-	PendingBufferEntry *entry;
 	DefinitionId id;
-	const char *name;
 	BufferDef	def;
 	uint64		generation;
-	Relation	rel;
-	MemoryContext old;
 
 	{
 		NameRef    *resolved = BufferNameLookup(written, len);
@@ -212,59 +269,14 @@ PendingBufferFor(const char *written, int len, NameRef **ref)
 		if (ref != NULL)
 			*ref = resolved;
 	}
-	name = NameStr(id.name);
-	if (pending_buffers != NULL)
-	{
-		entry = hash_search(pending_buffers, &id, HASH_FIND, NULL);
-		if (entry != NULL && PendingBufferCurrent(entry->buffer))
-			return entry->buffer;
-	}
+	buffer = PendingBufferFind(&BufferKind, &id);
+	if (buffer != NULL && PendingBufferCurrent(buffer))
+		return buffer;
 
 	generation = BufferDefinitionsGeneration();
 	BufferLookupId(&id, &def);
-	rel = try_table_open(def.target, RowExclusiveLock);
-	if (rel == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("the table of buffer \"%s\" no longer exists", name),
-				 errhint("Drop the buffer and create it again.")));
-
-	if (pending_buffers == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(DefinitionId);
-		ctl.entrysize = sizeof(PendingBufferEntry);
-		ctl.hcxt = TopTransactionContext;
-		pending_buffers = hash_create("choreograph pending buffers", 16, &ctl,
-									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	{
-		MemoryContext cxt = AllocSetContextCreate(TopTransactionContext,
-												  "choreograph pending buffer",
-												  ALLOCSET_SMALL_SIZES);
-
-		old = MemoryContextSwitchTo(cxt);
-		buffer = palloc0(sizeof(PendingBuffer));
-		buffer->cxt = cxt;
-	}
-	buffer->id = id;
-	buffer->name = pstrdup(name);
-	buffer->target = def.target;
-	buffer->max_batch = def.max_batch;
+	buffer = PendingBufferCreate(&BufferKind, &id, &TableSink, def.target, def.max_batch);
 	buffer->def_generation = generation;
-	buffer->target_name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-													 RelationGetRelationName(rel));
-	buffer->created_level = GetCurrentTransactionNestLevel();
-	ReadTargetColumns(buffer, rel);
-	/* the entry names the newest pending state of the name */
-	MemoryContextSwitchTo(TopTransactionContext);
-	entry = hash_search(pending_buffers, &buffer->id, HASH_ENTER, NULL);
-	entry->buffer = buffer;
-	pending_order = lappend(pending_order, buffer);
-	MemoryContextSwitchTo(old);
-
-	table_close(rel, NoLock);
 	return buffer;
 }
 
@@ -656,52 +668,13 @@ SpliceBatches(PendingBuffer *buffer, List *before, List *middle)
 	MemoryContextSwitchTo(old);
 }
 
-/* Raises the error for an item's column that the table can no longer take */
-static void
-CheckColumnWritable(PendingBuffer *buffer, TupleDesc desc, BufferColumn *column)
+/* The column sets the items of a buffer's batches name, first named first */
+static List *
+PendingColumnSets(PendingBuffer *buffer)
 {
-	Form_pg_attribute attr = column->attnum <= desc->natts ?
-		TupleDescAttr(desc, column->attnum - 1) : NULL;
-
-	if (attr == NULL || attr->attisdropped || attr->atttypid != column->type)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table %s of buffer \"%s\" was altered after items were fired into it",
-						buffer->target_name, buffer->name),
-				 errdetail("Column \"%s\", which items fired in this transaction name, was dropped or changed type.",
-						   NameStr(column->name)),
-				 errhint("Flush the buffer before altering its table.")));
-	if (attr->attgenerated != '\0' || attr->attidentity == ATTRIBUTE_IDENTITY_ALWAYS)
-		ereport(ERROR,
-				(errcode(ERRCODE_GENERATED_ALWAYS),
-				 errmsg("cannot insert a non-DEFAULT value into column \"%s\"",
-						NameStr(attr->attname)),
-				 errdetail("Column \"%s\" became %s after items naming it were fired.",
-						   NameStr(attr->attname),
-						   attr->attgenerated != '\0' ? "a generated column"
-						   : "an identity column defined as GENERATED ALWAYS")));
-}
-
-/*
- * Raises an error if the table of a buffer can no longer take the items
- * it holds: it was dropped, or a column they name was dropped, changed
- * type or became generated since they were fired.
- */
-static void
-CheckTargetWritable(PendingBuffer *buffer)
-{
-	Relation	rel = RelationIdGetRelation(buffer->target);
-	List	   *checked = NIL;
+	List	   *sets = NIL;
 	ListCell   *lc;
 
-	if (!RelationIsValid(rel))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table %s of buffer \"%s\" was dropped before its items were written",
-						buffer->target_name, buffer->name),
-				 errdetail("%d items fired into the buffer in this transaction cannot be written.",
-						   buffer->npending)));
-	/* (an error leaves the relation to the resource owner to close) */
 	foreach(lc, buffer->batches)
 	{
 		ListCell   *ic;
@@ -710,16 +683,11 @@ CheckTargetWritable(PendingBuffer *buffer)
 		{
 			ColumnSet  *set = ((BufferItem *) lfirst(ic))->set;
 
-			if (list_member_ptr(checked, set))
-				continue;
-			checked = lappend(checked, set);
-			for (int i = 0; i < set->ncolumns; i++)
-				CheckColumnWritable(buffer, RelationGetDescr(rel),
-									&buffer->columns[set->columns[i]]);
+			if (!list_member_ptr(sets, set))
+				sets = lappend(sets, set);
 		}
 	}
-	RelationClose(rel);
-	list_free(checked);
+	return sets;
 }
 
 /*
@@ -757,7 +725,12 @@ FlushBuffer(PendingBuffer *buffer)
 	check_stack_depth();
 	CompactBatches(buffer);
 	if (buffer->outdated || buffer->target_changed)
-		CheckTargetWritable(buffer);
+	{
+		List	   *sets = PendingColumnSets(buffer);
+
+		buffer->sink->check_writable(buffer, sets);
+		list_free(sets);
+	}
 
 	foreach(lc, buffer->batches)
 	{
@@ -792,7 +765,7 @@ FlushBuffer(PendingBuffer *buffer)
 
 	PG_TRY();
 	{
-		BufferWriteItems(buffer, items, nitems);
+		buffer->sink->write(buffer, items, nitems);
 	}
 	PG_CATCH();
 	{
@@ -907,7 +880,9 @@ CompactBatches(PendingBuffer *buffer)
 	if (!buffer->dropped_items)
 		return;
 	foreach(lc, buffer->batches)
+	{
 		CompactBatch(buffer, lfirst(lc));
+	}
 	buffer->dropped_items = false;
 }
 
@@ -920,7 +895,11 @@ CompactBatches(PendingBuffer *buffer)
 static void
 ForgetPendingBuffer(PendingBuffer *buffer)
 {
-	PendingBufferEntry *entry = hash_search(pending_buffers, &buffer->id, HASH_FIND, NULL);
+	PendingBufferKey key;
+	PendingBufferEntry *entry;
+
+	PendingBufferKeyFor(buffer->kind, &buffer->id, &key);
+	entry = hash_search(pending_buffers, &key, HASH_FIND, NULL);
 
 	if (buffer == last_fired)
 		last_fired = NULL;
@@ -939,7 +918,7 @@ ForgetPendingBuffer(PendingBuffer *buffer)
 		if (newest != NULL)
 			entry->buffer = newest;
 		else
-			hash_search(pending_buffers, &buffer->id, HASH_REMOVE, NULL);
+			hash_search(pending_buffers, &key, HASH_REMOVE, NULL);
 	}
 	MemoryContextDelete(buffer->cxt);
 }
@@ -1031,7 +1010,8 @@ BuffersAtSubCommit(int nest_level)
 static void
 BuffersAtEnd(void)
 {
-	BufferWriteAtEnd();
+	for (int i = 0; i < nsinks; i++)
+		sinks[i]->at_end();
 	/* the last item's draft (it may have been large) */
 	if (draft_cxt != NULL)
 		MemoryContextReset(draft_cxt);
@@ -1060,8 +1040,9 @@ static const TransactionParticipant buffers_participant = {
 static void
 TargetsChanged(Datum arg, Oid relid)
 {
-	/* its insert plans name its columns; pending items were checked against them */
-	InsertPlansInvalidate(relid);
+	for (int i = 0; i < nsinks; i++)
+		sinks[i]->relation_changed(relid);
+	/* the items pending for it were checked against its columns */
 	PendingBuffersTargetChanged(relid);
 }
 
@@ -1074,6 +1055,7 @@ BuffersInit(void)
 {
 	TransactionRegisterParticipant(&buffers_participant);
 	CacheRegisterRelcacheCallback(TargetsChanged, (Datum) 0);
+	BufferSinkRegister(&TableSink);
 }
 
 PG_FUNCTION_INFO_V1(choreo_fire_forget);
@@ -1148,7 +1130,7 @@ choreo_fire_and_wait(PG_FUNCTION_ARGS)
 	FreeDraftMemory(scratch);
 	(void) FlushBuffer(buffer);
 
-	row = BufferWriteReturning(buffer, item);
+	row = buffer->sink->write_returning(buffer, item);
 	if (row == (Datum) 0)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(row);
@@ -1185,7 +1167,7 @@ choreo_flush(PG_FUNCTION_ARGS)
 	{
 		PendingBuffer *buffer = list_nth(pending_order, i);
 
-		if (strcmp(buffer->name, name.name) != 0)
+		if (buffer->kind != &BufferKind || strcmp(buffer->name, name.name) != 0)
 			continue;
 		for (int k = 0; k < best; k++)
 			if (path[k] == buffer->id.namespace)
@@ -1199,7 +1181,8 @@ choreo_flush(PG_FUNCTION_ARGS)
 	{
 		PendingBuffer *buffer = list_nth(pending_order, i);
 
-		if (buffer->id.namespace == path[best] && strcmp(buffer->name, name.name) == 0)
+		if (buffer->kind == &BufferKind && buffer->id.namespace == path[best] &&
+			strcmp(buffer->name, name.name) == 0)
 			written += FlushBuffer(buffer);
 	}
 	PG_RETURN_INT64(written);

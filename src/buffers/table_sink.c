@@ -1,8 +1,10 @@
 /*
- * buffers/buffer_write.c
- *		Writing a buffer's items into its table: without planning anything
- *		where the table allows it (direct_insert.c, the way COPY writes),
- *		else with a planned
+ * buffers/table_sink.c
+ *		The table sink (sink.h): a buffer's items written into its table.
+ *		It reads the table's columns at the first fire, checks them again
+ *		when the table changes, and writes each flush without planning
+ *		anything where the table allows it (direct_insert.c, the way COPY
+ *		writes), else with a planned
  *
  *     INSERT INTO target AS choreo_target (named columns)
  *         SELECT * FROM choreograph.choreo_buffer_rows($2) AS r(their types)
@@ -26,7 +28,9 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_attribute.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -36,6 +40,7 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "buffers/buffers.h"
@@ -65,8 +70,136 @@ static BufferItem **writing_items = NULL;
 static int	writing_count = 0;
 static int64 writing_key = 0;	/* random, per write: its INSERT's $2 */
 
+/*
+ * Reads the columns of a buffer's table into its new pending state,
+ * locking the table as an INSERT would, until the end of the transaction
+ */
+static void
+TableSinkOpen(PendingBuffer *buffer)
+{
+	Relation	rel = try_table_open(buffer->target, RowExclusiveLock);
+	TupleDesc	desc;
+
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the table of buffer \"%s\" no longer exists", buffer->name),
+				 errhint("Drop the buffer and create it again.")));
+	buffer->target_name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													 RelationGetRelationName(rel));
+	desc = RelationGetDescr(rel);
+	buffer->columns = palloc0(sizeof(BufferColumn) * Max(desc->natts, 1));
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute attr = TupleDescAttr(desc, i);
+		BufferColumn *column = &buffer->columns[buffer->ncolumns];
+
+		if (attr->attisdropped)
+			continue;
+		column->name = attr->attname;
+		column->attnum = attr->attnum;
+		column->type = attr->atttypid;
+		column->typmod = attr->atttypmod;
+		column->generated = attr->attgenerated;
+		column->identity = attr->attidentity;
+		get_typlenbyvalalign(attr->atttypid, &column->typlen, &column->typbyval,
+							 &column->typalign);
+		JsonColumnConverterInit(&column->converter, attr->atttypid, attr->atttypmod);
+		column->converter.cxt = buffer->cxt;
+		buffer->ncolumns++;
+	}
+	table_close(rel, NoLock);
+}
+
+/* Whether the table's columns are still those read at the first fire */
+static bool
+TableSinkColumnsUnchanged(PendingBuffer *buffer)
+{
+	Relation	rel = RelationIdGetRelation(buffer->target);
+	TupleDesc	desc;
+	int			live = 0;
+	bool		same = true;
+
+	if (!RelationIsValid(rel))
+		return false;
+	desc = RelationGetDescr(rel);
+	for (int i = 0; i < desc->natts && same; i++)
+	{
+		Form_pg_attribute attr = TupleDescAttr(desc, i);
+		BufferColumn *column = &buffer->columns[live];
+
+		if (attr->attisdropped)
+			continue;
+		same = live < buffer->ncolumns && column->attnum == attr->attnum &&
+			column->type == attr->atttypid && column->typmod == attr->atttypmod &&
+			column->generated == attr->attgenerated &&
+			column->identity == attr->attidentity &&
+			strcmp(NameStr(column->name), NameStr(attr->attname)) == 0;
+		live++;
+	}
+	RelationClose(rel);
+	return same && live == buffer->ncolumns;
+}
+
+/* Raises the error for an item's column that the table can no longer take */
+static void
+CheckColumnWritable(PendingBuffer *buffer, TupleDesc desc, BufferColumn *column)
+{
+	Form_pg_attribute attr = column->attnum <= desc->natts ?
+		TupleDescAttr(desc, column->attnum - 1) : NULL;
+
+	if (attr == NULL || attr->attisdropped || attr->atttypid != column->type)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table %s of buffer \"%s\" was altered after items were fired into it",
+						buffer->target_name, buffer->name),
+				 errdetail("Column \"%s\", which items fired in this transaction name, was dropped or changed type.",
+						   NameStr(column->name)),
+				 errhint("Flush the buffer before altering its table.")));
+	if (attr->attgenerated != '\0' || attr->attidentity == ATTRIBUTE_IDENTITY_ALWAYS)
+		ereport(ERROR,
+				(errcode(ERRCODE_GENERATED_ALWAYS),
+				 errmsg("cannot insert a non-DEFAULT value into column \"%s\"",
+						NameStr(attr->attname)),
+				 errdetail("Column \"%s\" became %s after items naming it were fired.",
+						   NameStr(attr->attname),
+						   attr->attgenerated != '\0' ? "a generated column"
+						   : "an identity column defined as GENERATED ALWAYS")));
+}
+
+/*
+ * Raises an error if the table can no longer take the items a buffer
+ * holds (which name the given column sets): it was dropped, or a column
+ * they name was dropped, changed type or became generated since they were
+ * fired.
+ */
+static void
+TableSinkCheckWritable(PendingBuffer *buffer, List *sets)
+{
+	Relation	rel = RelationIdGetRelation(buffer->target);
+	ListCell   *lc;
+
+	if (!RelationIsValid(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %s of buffer \"%s\" was dropped before its items were written",
+						buffer->target_name, buffer->name),
+				 errdetail("%d items fired into the buffer in this transaction cannot be written.",
+						   buffer->npending)));
+	/* (an error leaves the relation to the resource owner to close) */
+	foreach(lc, sets)
+	{
+		ColumnSet  *set = lfirst(lc);
+
+		for (int i = 0; i < set->ncolumns; i++)
+			CheckColumnWritable(buffer, RelationGetDescr(rel),
+								&buffer->columns[set->columns[i]]);
+	}
+	RelationClose(rel);
+}
+
 /* Marks the insert plans of a table (or all) to be prepared again */
-void
+static void
 InsertPlansInvalidate(Oid relid)
 {
 	HASH_SEQ_STATUS status;
@@ -363,8 +496,8 @@ InsertItems(PendingBuffer *buffer, BufferItem **items, int from, int to,
 }
 
 /* Writes items in runs of the same role and column set */
-void
-BufferWriteItems(PendingBuffer *buffer, BufferItem **items, int nitems)
+static void
+TableSinkWrite(PendingBuffer *buffer, BufferItem **items, int nitems)
 {
 	int			from = 0;
 
@@ -387,8 +520,8 @@ BufferWriteItems(PendingBuffer *buffer, BufferItem **items, int nitems)
  * Writes one item and returns the row written as jsonb, in the caller's
  * memory; 0 when nothing was written.
  */
-Datum
-BufferWriteReturning(PendingBuffer *buffer, BufferItem *item)
+static Datum
+TableSinkWriteReturning(PendingBuffer *buffer, BufferItem *item)
 {
 	Datum		row;
 
@@ -403,13 +536,25 @@ BufferWriteReturning(PendingBuffer *buffer, BufferItem *item)
 }
 
 /* Forgets the items being written (at the end of the transaction) */
-void
-BufferWriteAtEnd(void)
+static void
+TableSinkAtEnd(void)
 {
 	writing_items = NULL;
 	writing_count = 0;
 	writing_key = 0;
 }
+
+const BufferSink TableSink = {
+	.name = "table",
+	.open = TableSinkOpen,
+	.columns_unchanged = TableSinkColumnsUnchanged,
+	.check_writable = TableSinkCheckWritable,
+	.write = TableSinkWrite,
+	.write_returning = TableSinkWriteReturning,
+	/* its insert plans name the table's columns */
+	.relation_changed = InsertPlansInvalidate,
+	.at_end = TableSinkAtEnd,
+};
 
 PG_FUNCTION_INFO_V1(choreo_buffer_rows);
 
@@ -423,13 +568,14 @@ Datum
 choreo_buffer_rows(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	BufferItem **items = writing_items;
+	BufferItem **items;
 	int			count = writing_count;
 
-	if (items == NULL || PG_ARGISNULL(0) || PG_GETARG_INT64(0) != writing_key)
+	if (writing_items == NULL || PG_ARGISNULL(0) || PG_GETARG_INT64(0) != writing_key)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("choreo_buffer_rows() may be called only by choreograph's own INSERT")));
+	items = writing_items;
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	/* only the types the items hold: anything else would read them as another type */
