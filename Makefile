@@ -34,6 +34,8 @@ OBJS = \
 	src/hooks/pre_commit.o \
 	src/buffers/buffer.o \
 	src/buffers/buffer_catalog.o \
+	src/buffers/buffer_draft.o \
+	src/buffers/buffer_pending.o \
 	src/buffers/table_sink.o \
 	src/buffers/capture.o \
 	src/workers/shmem.o \

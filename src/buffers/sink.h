@@ -5,7 +5,7 @@
  *		the items fired) and what it must do with them.  A buffer's table
  *		(table_sink.c) is the first sink.
  *
- * A pending state (PendingBuffer, buffer.c) belongs to a definition
+ * A pending state (PendingBuffer, buffer_pending.c) belongs to a definition
  * (its kind and identity) and is written through one sink.  The pending
  * state code keeps the items, in batches, savepoint-exact, and decides when
  * to write them (a full batch, a flush, pre-commit); the sink only writes.
@@ -32,7 +32,8 @@
  *					written: what a fire-and-wait returns (0 for NULL).
  *	relation_changed, at_end	per sink, not per state, once it is registered
  *					(BufferSinkRegister): a relation changed (InvalidOid:
- *					every one), and the transaction ended; neither may raise.
+ *					every one), and the transaction ended; either may be
+ *					NULL, and neither may raise.
  *
  * Only open, columns_unchanged and check_writable read the catalogs; write
  * is the one indirect call per batch, so items cost nothing more for being

@@ -18,7 +18,7 @@
  * AFTER row triggers (foreign keys among them) with transition tables.
  * Defaults are evaluated before their rows are written, which no query
  * can tell apart: rows written by a command are invisible to it anyway.
- * Every other table is written by a planned INSERT (buffer.c), so that
+ * Every other table is written by a planned INSERT (table_sink.c), so that
  * rules, row security and BEFORE triggers see exactly what they expect.
  */
 #include "postgres.h"
