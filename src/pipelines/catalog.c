@@ -1,8 +1,7 @@
 /*
  * pipelines/catalog.c
  *		Pipeline definitions: choreo_add_step, choreo_remove_step,
- *		choreo_drop_pipeline, their validation and ownership rules, and the
- *		trigger that tells every backend's cache that definitions changed.
+ *		choreo_drop_pipeline, and their validation and ownership rules.
  *
  * Definitions are rows of choreograph.pipelines and choreograph.steps.
  * Those tables are readable by everyone but writable only by their owner
