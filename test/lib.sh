@@ -151,6 +151,9 @@ remove_run_dir() {
 
 cleanup() {
     set +e
+    # a second signal (CI often sends more than one; test/in_root passes its
+    # own on) must not cut the cleanup short, leaving clusters running
+    trap '' HUP INT TERM
     [ -n "${RESERVED_PORT_FILE:-}" ] && rm -f "$RESERVED_PORT_FILE"
     [ -n "${RUN_DIR:-}" ] && remove_run_dir "$RUN_DIR"
 }
