@@ -25,13 +25,13 @@
 Oid
 CheckHookCallback(Datum callback, const char *kind)
 {
+	static const FunctionShape pre_commit_shape = {"A pre-commit hook's callback", JSONBOID, "the payload"};
+	static const FunctionShape post_commit_shape = {"A post-commit hook's callback", JSONBOID, "the payload"};
 	Oid			function = DatumGetObjectId(callback);
-	FunctionShape shape;
 
-	shape.serves_as = psprintf("A %s hook's callback", kind);
-	shape.only_argument_type = JSONBOID;
-	shape.argument = "the payload";
-	CheckFunctionShape(function, &shape);
+	/* made once: every registration checks its callback */
+	CheckFunctionShape(function, strcmp(kind, "pre-commit") == 0 ?
+					   &pre_commit_shape : &post_commit_shape);
 
 	if (compat_proc_aclcheck(function, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
