@@ -171,3 +171,21 @@ CREATE VIEW choreo_activities WITH (security_barrier = true) AS
               FROM choreograph.events v
              WHERE v.entity_id OPERATOR(pg_catalog.=) c.entity_id) h;
 GRANT SELECT ON choreo_activities TO PUBLIC;
+
+-- Dump and restore by a database owner, as for the other tables (0.4):
+-- activities are definitions, checked row by row by the guard like
+-- pipelines and buffers; streams and cursors are the database's data,
+-- which its owner may restore.
+GRANT SELECT ON choreograph.stream_news TO PUBLIC;
+GRANT INSERT ON choreograph.activities TO PUBLIC;
+GRANT INSERT ON choreograph.stream_entities, choreograph.events, choreograph.stream_news,
+                choreograph.activity_cursors TO pg_database_owner;
+GRANT SELECT, UPDATE ON SEQUENCE choreograph.activities_id_seq,
+                                 choreograph.activity_cursors_id_seq,
+                                 choreograph.stream_entities_id_seq TO pg_database_owner;
+CREATE TRIGGER guard BEFORE INSERT ON choreograph.activities
+    FOR EACH ROW EXECUTE FUNCTION choreograph.choreo_guard_row('activities');
+CREATE TRIGGER guard_begin BEFORE INSERT ON choreograph.activities
+    FOR EACH STATEMENT EXECUTE FUNCTION choreograph.choreo_guard_statement();
+CREATE TRIGGER guard_end AFTER INSERT ON choreograph.activities
+    FOR EACH STATEMENT EXECUTE FUNCTION choreograph.choreo_guard_statement();

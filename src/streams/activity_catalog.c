@@ -16,6 +16,7 @@
 #include "access/htup_details.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "parser/parse_type.h"
@@ -497,9 +498,27 @@ choreo_resume_activity(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* Registers activities as a kind of definition; from _PG_init */
+/*
+ * An activities row written without choreo_create_activity (pg_restore, a
+ * role's own INSERT; see shared/row_guard.c): the inserter's, in a schema
+ * where it may create, with a processor of the right shape
+ */
+static HeapTuple
+ActivityRowAllowed(Oid user, TriggerData *trigdata)
+{
+	Datum		processor;
+
+	if (!RowGuardMayWriteFor(user, trigdata, "owner") || !RowGuardMayCreateIn(user, trigdata))
+		return NULL;
+	if (RowGuardValue(trigdata, "processor", &processor))
+		CheckProcessorShape(DatumGetObjectId(processor));
+	return trigdata->tg_trigtuple;
+}
+
+/* Registers activities as a kind of definition, and their rows' guard; from _PG_init */
 void
 ActivitiesInit(void)
 {
 	DefinitionKindRegister(&ActivityKind);
+	RowGuardRegister("activities", ActivityRowAllowed);
 }
