@@ -220,5 +220,71 @@ is($node->safe_psql('postgres', q{
 is($node->safe_psql('postgres', q{SELECT count(*) FROM seen WHERE entity IN ('t2', 't3')}),
 	'0', 'none of its events processed');
 
-$node->stop;
+# -------------------------------------------------------------------------
+# events flushed in an open transaction (choreo_emit_and_wait) are not
+# processed before it commits, though the workers run meanwhile
+$node->safe_psql('postgres', q{
+	SELECT choreo_create_activity('open_tx', 'otx', 'anyone(text, bigint, jsonb, boolean)');
+});
+my $open = $node->background_psql('postgres');
+$open->query_safe(q{BEGIN; SELECT choreo_emit_and_wait('otx', 'open1', '{}')});
+$node->safe_psql('postgres', q{SELECT choreo_emit('otx', 'open2', '{}')});
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM seen WHERE activity = 'anyone' AND entity = 'open2'}),
+	'an event committed meanwhile was processed');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM seen WHERE entity = 'open1'}),
+	'0', 'the one of the open transaction was not');
+$open->query_safe('COMMIT');
+$open->quit;
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM seen WHERE activity = 'anyone' AND entity = 'open1'}),
+	'once committed, it was');
+
+# -------------------------------------------------------------------------
+# choreo_retry(tail, '1 second') with nothing else happening: the retry
+# runs before the workers would have woken by themselves (they sleep until
+# the next due cursor, not for their idle minute)
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION again(ent text, tl bigint, evs jsonb, init boolean) RETURNS choreo_outcome
+	    LANGUAGE plpgsql AS $$
+	BEGIN
+	    IF init THEN
+	        INSERT INTO seen VALUES ('again-retry', ent, NULL, clock_timestamp()::text);
+	        RETURN choreo_retry(tl, '1 second');
+	    END IF;
+	    RETURN choreo_eof(COALESCE(note('again', ent, evs), tl));
+	END $$;
+	SELECT choreo_create_activity('again', 'ag', 'again(text, bigint, jsonb, boolean)');
+});
+my $sleeping_until = q{
+	SELECT min((regexp_match(query, '^choreograph: idle until (.*) \(since'))[1]::timestamptz)
+	  FROM pg_stat_activity
+	 WHERE backend_type = 'choreograph worker' AND state = 'idle'
+	   AND query LIKE 'choreograph: idle until %'
+	HAVING count(*) = 2};
+$node->poll_query_until('postgres',
+	"SELECT ($sleeping_until) > clock_timestamp() + interval '10 seconds'")
+  or die 'the workers did not go to sleep';
+my $wake = $node->safe_psql('postgres', $sleeping_until);
+$node->safe_psql('postgres', q{SELECT choreo_emit('ag', 'a1', '{}')});
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM seen WHERE activity = 'again' AND entity = 'a1'}),
+	'the retried entity ran again');
+is($node->safe_psql('postgres', qq{
+	SELECT count(*) FROM seen WHERE activity = 'again' AND entity = 'a1'
+	   AND clock_timestamp() < '$wake'::timestamptz}),
+	'1', "before the workers would have woken by themselves ($wake)");
+
+# -------------------------------------------------------------------------
+# a fast shutdown is not held up by a long processor
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION long_run(ent text, tl bigint, evs jsonb, init boolean) RETURNS choreo_outcome
+	    LANGUAGE sql AS $$ SELECT pg_sleep(600); SELECT choreo_eof(tl) $$;
+	SELECT choreo_create_activity('long_run', 'long', 'long_run(text, bigint, jsonb, boolean)');
+	SELECT choreo_emit('long', 'l1', '{}');
+});
+$node->poll_query_until('postgres', q{
+	SELECT status = 'running' FROM choreo_activities WHERE activity = 'long_run'})
+  or die 'the long run did not start';
+ok($node->stop('fast', fail_ok => 1), 'a fast shutdown completed with a processor running');
 done_testing();
