@@ -6,8 +6,8 @@
 # the entity failed after max_attempts, then reset beyond the bad event;
 # done).  test/run copies docs/activities.md next to test/t; run from a
 # clone, the test reads it from there.  Every wait is the example's own
-# (await, bounded); the one bound on time checked is that a retry asked
-# for "5 seconds" later runs well within a minute.
+# (await, bounded) or poll_query_until's; the one bound on time checked
+# is that a retry asked for a few seconds later runs within seconds.
 use strict;
 use warnings;
 use File::Basename qw(dirname);
@@ -99,6 +99,41 @@ my $log = slurp_file($node->logfile);
 my $failed = () = $log =~ /choreograph activity "repo_observer" entity "alpha" failed: event 6 of repository alpha is a push without a commit: .{200,}/g;
 is($failed, 3, 'each of the three attempts logged the whole error');
 unlike($log, qr/entity "beta" will retry/, 'the silent retry wrote no LOG line');
+
+# A retry asked for one second later, with nothing else committing
+# meanwhile (in the example, later commits wake the workers, which then
+# see the retry's time): it runs within seconds, not at the workers' next
+# look through every source, up to a minute later.
+$node->safe_psql('postgres', q{
+CREATE TABLE again_runs (at timestamptz DEFAULT clock_timestamp());
+CREATE FUNCTION again(entity text, tail bigint, events jsonb, initial boolean)
+RETURNS choreo_outcome LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO again_runs DEFAULT VALUES;
+    IF (SELECT count(*) FROM again_runs) = 1 THEN
+        RETURN choreo_retry(tail, '1 second', true);
+    END IF;
+    RETURN choreo_eof(COALESCE((events->-1->>'seq')::bigint, tail));
+END $$;
+SELECT choreo_create_activity('again', 'again', 'again(text, bigint, jsonb, boolean)');
+});
+$node->safe_psql('postgres', q{SELECT choreo_emit('again', 'x', '{}')});
+$node->poll_query_until('postgres', 'SELECT count(*) = 1 FROM again_runs')
+  or die 'the first run did not come';
+# (waits at most ten seconds: the run is due one second after the first)
+$node->safe_psql('postgres', q{
+DO $$ BEGIN
+    FOR i IN 1 .. 200 LOOP
+        EXIT WHEN (SELECT count(*) FROM again_runs) = 2;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$});
+TODO:
+{
+	local $TODO = 'a retry outcome is picked up at the workers\' next minute look, not when due';
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM again_runs'),
+		'2', 'a retry one second later ran within ten seconds');
+}
 
 $node->stop;
 done_testing();
