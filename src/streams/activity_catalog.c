@@ -308,8 +308,6 @@ choreo_create_activity(PG_FUNCTION_ARGS)
 	Oid			processor;
 	ActivityOptions options;
 	ExtensionWrite write;
-	Oid			argtypes[14] = {OIDOID, TEXTOID, TEXTOID, OIDOID, JSONBOID, TEXTOID, TEXTOID,
-	INT4OID, INT4OID, INT4OID, INT4OID, TEXTOID, TEXTOID, BOOLOID};
 	Datum		args[16];
 	char		nulls[16];
 
@@ -356,16 +354,14 @@ choreo_create_activity(PG_FUNCTION_ARGS)
 	args[11] = CStringGetTextDatum(options.backoff_base);
 	args[12] = CStringGetTextDatum(options.backoff_max);
 	args[13] = BoolGetDatum(options.auto_start);
+	args[14] = options.serialize_group != NULL ?
+		CStringGetTextDatum(options.serialize_group) : (Datum) 0;
+	nulls[14] = options.serialize_group != NULL ? ' ' : 'n';
+	args[15] = ObjectIdGetDatum(write.caller);
 	{
-		Oid			moretypes[16];
+		Oid			argtypes[16] = {OIDOID, TEXTOID, TEXTOID, OIDOID, JSONBOID, TEXTOID, TEXTOID,
+		INT4OID, INT4OID, INT4OID, INT4OID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, OIDOID};
 
-		memcpy(moretypes, argtypes, sizeof(argtypes));
-		moretypes[14] = TEXTOID;
-		moretypes[15] = OIDOID;
-		args[14] = options.serialize_group != NULL ?
-			CStringGetTextDatum(options.serialize_group) : (Datum) 0;
-		nulls[14] = options.serialize_group != NULL ? ' ' : 'n';
-		args[15] = ObjectIdGetDatum(write.caller);
 		if (SPI_execute_with_args("INSERT INTO " CHOREO_SCHEMA ".activities"
 								  " (namespace, name, stream, processor, options, engine, cron_interval,"
 								  "  batch_size, initial_batch_size, max_concurrency, max_attempts,"
@@ -375,7 +371,7 @@ choreo_create_activity(PG_FUNCTION_ARGS)
 								  "         $12::pg_catalog.interval, $13::pg_catalog.interval, $14, $15,"
 								  "         $16::pg_catalog.regrole)"
 								  " ON CONFLICT (namespace, name) DO NOTHING",
-								  16, moretypes, args, nulls, false, 0) != SPI_OK_INSERT)
+								  16, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not insert activity \"%s\"", parsed.display);
 	}
 	if (SPI_processed == 0)

@@ -417,7 +417,7 @@ WriteEvents(PendingBuffer *buffer, BufferItem **items, int nitems)
 	bool	  **nulls = palloc(sizeof(bool *) * nitems);
 	Datum	   *rows = palloc(sizeof(Datum) * nitems * 4);
 	bool	   *rownulls = palloc0(sizeof(bool) * nitems * 4);
-	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	Datum		created_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	int64		last_seq = 0;
 	bool		watched = StreamWatched(buffer->name);
 
@@ -484,7 +484,7 @@ WriteEvents(PendingBuffer *buffer, BufferItem **items, int nitems)
 		row[1] = Int64GetDatum(++locked->head);
 		row[2] = items[i]->values[1];
 		rownull[2] = items[i]->nulls[1];
-		row[3] = now;
+		row[3] = created_at;
 		values[i] = row;
 		nulls[i] = rownull;
 		last_seq = locked->head;
