@@ -199,7 +199,6 @@ ActivityRunStore(const Activity *activity, ActivityRun *run, Datum result, bool 
 	char	   *status;
 	Datum		retry_at = (Datum) 0;
 	bool		retry_at_null = true;
-	bool		silent = false;
 	bool		more;
 	Datum		args[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
@@ -231,8 +230,7 @@ ActivityRunStore(const Activity *activity, ActivityRun *run, Datum result, bool 
 	{
 		retry_at = GetAttributeByNum(outcome, 3, &retry_at_null);
 		field = GetAttributeByNum(outcome, 4, &field_null);
-		silent = !field_null && DatumGetBool(field);
-		if (!silent)
+		if (field_null || !DatumGetBool(field))
 			ereport(LOG,
 					(errmsg("choreograph activity \"%s\" entity \"%s\" will retry%s",
 							activity->name, run->entity,
@@ -247,7 +245,8 @@ ActivityRunStore(const Activity *activity, ActivityRun *run, Datum result, bool 
 	{
 		Oid			argtypes[6] = {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, BOOLOID, INT4OID};
 		SPIPlanPtr	p = SPI_prepare("UPDATE " CHOREO_SCHEMA ".activity_cursors c"
-									"   SET tail = $2, has_run = true, updated_at = pg_catalog.now(),"
+									"   SET tail = $2, updated_at = pg_catalog.now(),"
+									"       has_run = c.has_run OR $3 OPERATOR(pg_catalog.<>) 'retry',"
 									"       state = CASE WHEN $3 OPERATOR(pg_catalog.=) 'done' THEN 'done' ELSE 'active' END,"
 									"       attempts = CASE WHEN $3 OPERATOR(pg_catalog.=) 'retry'"
 									"                  THEN c.attempts OPERATOR(pg_catalog.+) 1 ELSE 0 END,"
@@ -285,4 +284,7 @@ ActivityRunStore(const Activity *activity, ActivityRun *run, Datum result, bool 
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("activity \"%s\" no longer has entity \"%s\"", activity->name, run->entity)));
 	EndExtensionWrite(&write);
+	/* a retry changes when the source next has work: the workers look at commit */
+	if (strcmp(status, "retry") == 0)
+		CursorsAnnounceAtCommit(0);
 }

@@ -298,6 +298,8 @@ PutBack(int64 id, const char *when)
 	Datum		args[2] = {Int64GetDatum(id), CStringGetTextDatum(when)};
 
 	ExecuteWorkerQuery(&put_back, args, SPI_OK_UPDATE);
+	/* its new time is seen by the workers' next look, right after commit */
+	CursorsAnnounceAtCommit(0);
 }
 
 /*
