@@ -248,7 +248,7 @@ $node->safe_psql('postgres', q{
 	CREATE FUNCTION again(ent text, tl bigint, evs jsonb, init boolean) RETURNS choreo_outcome
 	    LANGUAGE plpgsql AS $$
 	BEGIN
-	    IF init THEN
+	    IF NOT EXISTS (SELECT FROM seen WHERE activity = 'again-retry' AND entity = ent) THEN
 	        INSERT INTO seen VALUES ('again-retry', ent, NULL, clock_timestamp()::text);
 	        RETURN choreo_retry(tl, '1 second');
 	    END IF;
