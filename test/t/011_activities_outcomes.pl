@@ -276,6 +276,28 @@ is($node->safe_psql('postgres', qq{
 	'1', "before the workers would have woken by themselves ($wake)");
 
 # -------------------------------------------------------------------------
+# a processor that emits: each event of a chain's link n emits one to
+# link n + 1, up to 10; the workers' own commits wake them for the next
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION link(ent text, tl bigint, evs jsonb, init boolean) RETURNS choreo_outcome
+	    LANGUAGE plpgsql AS $$
+	DECLARE
+	    n int := substr(ent, 5)::int;
+	BEGIN
+	    IF n < 10 THEN
+	        PERFORM choreo_emit('chain', 'link' || (n + 1), jsonb_build_object('from', ent));
+	    END IF;
+	    RETURN choreo_eof(COALESCE(note('link', ent, evs), tl));
+	END $$;
+	SELECT choreo_create_activity('link', 'chain', 'link(text, bigint, jsonb, boolean)');
+	SELECT choreo_emit('chain', 'link1', '{}');
+});
+ok(caught_up('link', 10), 'a chain of ten links, each emitted by the previous one\'s processor, ran');
+is($node->safe_psql('postgres', q{
+	SELECT count(*), count(DISTINCT entity), max(seq) FROM seen WHERE activity = 'link'}),
+	'10|10|1', 'each link once');
+
+# -------------------------------------------------------------------------
 # a fast shutdown is not held up by a long processor
 $node->safe_psql('postgres', q{
 	CREATE FUNCTION long_run(ent text, tl bigint, evs jsonb, init boolean) RETURNS choreo_outcome
