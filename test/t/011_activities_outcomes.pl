@@ -8,6 +8,7 @@
 #   activities of two roles in turn;
 # - choreo_run_activity raises CH003, without waiting, while a worker runs
 #   the same (activity, entity);
+# - dropping an activity while a worker runs it;
 # - a prepared transaction's events are processed once COMMIT PREPARED,
 #   never after ROLLBACK PREPARED, across a crash too.
 # Every wait has a bound (180 seconds); nothing is timed.
@@ -183,6 +184,46 @@ $gate->query_safe('SELECT pg_advisory_unlock(4242)');
 $gate->quit;
 ok(caught_up('gated', 1), 'the worker\'s run went on');
 once_in_order('gated', 'g1', 1, 'and processed the event once');
+
+# -------------------------------------------------------------------------
+# dropping an activity while a worker runs it: the drop waits for the run,
+# then the activity and its cursors are gone, and the workers go on
+my $pids = $node->safe_psql('postgres', q{
+	SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity
+	 WHERE backend_type = 'choreograph worker'});
+$gate = $node->background_psql('postgres');
+$gate->query_safe('SELECT pg_advisory_lock(4242)');
+$node->safe_psql('postgres', q{SELECT choreo_emit('gs', 'g2', '{}')});
+$node->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM pg_stat_activity
+	 WHERE backend_type = 'choreograph worker' AND wait_event_type = 'Lock'
+	   AND query LIKE 'choreograph: running activity cursor %'})
+  or die 'the gated run did not start';
+my $dropper = $node->background_psql('postgres');
+$dropper->query_until(qr/dropping/, q{
+	\echo dropping
+	SET lock_timeout = '100s';
+	SELECT choreo_drop_activity('gated');
+	\echo dropped
+});
+$gate->query_safe('SELECT pg_advisory_unlock(4242)');
+$gate->quit;
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 0 FROM choreograph.activities WHERE name = 'gated'}),
+	'the drop went through once the run ended');
+$dropper->quit;
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM choreograph.activity_cursors c
+	 WHERE NOT EXISTS (SELECT FROM choreograph.activities a WHERE a.id = c.activity_id)}),
+	'0', 'no cursor left of it');
+$node->safe_psql('postgres', q{
+	SELECT choreo_create_activity('after_drop', 'gs', 'anyone(text, bigint, jsonb, boolean)');
+	SELECT choreo_emit('gs', 'g3', '{}');
+});
+ok(caught_up('after_drop', 3), 'a new activity on the stream runs its entities');
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity
+	 WHERE backend_type = 'choreograph worker'}), $pids, 'no worker crashed');
 
 # -------------------------------------------------------------------------
 # two-phase commit, across a crash
