@@ -38,13 +38,20 @@ OBJS = \
 	src/buffers/buffer_pending.o \
 	src/buffers/table_sink.o \
 	src/buffers/capture.o \
+	src/streams/stream_sink.o \
+	src/streams/stream.o \
+	src/streams/activity_announce.o \
+	src/streams/activity_catalog.o \
+	src/streams/activity_run.o \
+	src/streams/activity_cursor.o \
+	src/streams/activity_source.o \
 	src/workers/shmem.o \
 	src/workers/work_source.o \
 	src/workers/worker.o \
 	src/workers/worker_session.o \
 	src/workers/worker_transaction.o
 
-DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0.2--0.3.sql sql/choreograph--0.3--0.4.sql
+DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0.2--0.3.sql sql/choreograph--0.3--0.4.sql sql/choreograph--0.4--0.5.sql
 PGFILEDESC = "choreograph - transactional orchestration"
 
 # pg_regress files, one per feature, in the order they run

@@ -5,9 +5,9 @@
  * _PG_init does nothing but define the settings (shared/settings.c) and
  * have each capability register what it does: its transaction work, its
  * definitions' cache and kind, the guard of its tables' rows.  The library
- * can be loaded on first use (pipelines, pre-commit hooks and buffers need
- * nothing more) or preloaded through shared_preload_libraries, which
- * post-commit hooks need: only then are the shared memory and the
+ * can be loaded on first use (pipelines, pre-commit hooks, buffers, streams
+ * and manual activities need nothing more) or preloaded through shared_preload_libraries, which
+ * post-commit hooks and the other activities need: only then are the shared memory and the
  * background workers set up.
  */
 #include "postgres.h"
@@ -18,6 +18,7 @@
 #include "buffers/buffers.h"
 #include "hooks/hooks.h"
 #include "pipelines/pipelines.h"
+#include "streams/streams.h"
 #include "workers/workers.h"
 
 PG_MODULE_MAGIC;
@@ -42,11 +43,16 @@ _PG_init(void)
 
 	BufferCacheInit();
 	BuffersInit();
+
+	StreamsInit();
+	CursorAnnouncementsInit();
+	ActivitiesInit();
 	if (choreo_preloaded)
 	{
 		SharedStateInit();
 		/* the sources of the workers' work, before the workers */
 		PostCommitSourceRegister();
+		ActivitySourceRegister();
 		WorkersRegister();
 	}
 }

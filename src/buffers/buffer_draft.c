@@ -240,3 +240,52 @@ BufferItemAlone(PendingBuffer *buffer, Jsonb *json)
 	FreeDraftMemory(scratch);
 	return item;
 }
+
+/*
+ * Drafts an item naming every column of the state, from values already of
+ * the columns' types (a stream's entity and payload), in the current memory
+ */
+static void
+DraftValues(PendingBuffer *buffer, Datum *values, bool *nulls, ItemDraft *draft)
+{
+	int		   *columns = palloc(sizeof(int) * buffer->ncolumns);
+
+	for (int i = 0; i < buffer->ncolumns; i++)
+		columns[i] = i;
+	draft->set = InternColumnSet(buffer, columns, buffer->ncolumns);
+	draft->json = NULL;
+	draft->values = values;
+	draft->nulls = nulls;
+	draft->converted = palloc(sizeof(bool) * buffer->ncolumns);
+	memset(draft->converted, true, sizeof(bool) * buffer->ncolumns);
+}
+
+/* Fires an item of values of the columns' types, one per column */
+void
+BufferFireValues(PendingBuffer *buffer, Datum *values, bool *nulls)
+{
+	ItemDraft	draft;
+	MemoryContext scratch;
+	MemoryContext old = BeginDraftMemory(&scratch);
+
+	DraftValues(buffer, values, nulls, &draft);
+	EndDraftMemory(scratch, old);
+	PendingBufferAddItem(buffer, &draft);
+	FreeDraftMemory(scratch);
+}
+
+/* The item of such values, in the current memory, for writing alone */
+BufferItem *
+BufferItemAloneValues(PendingBuffer *buffer, Datum *values, bool *nulls)
+{
+	ItemDraft	draft;
+	BufferItem *item;
+	MemoryContext scratch;
+	MemoryContext old = BeginDraftMemory(&scratch);
+
+	DraftValues(buffer, values, nulls, &draft);
+	EndDraftMemory(scratch, old);
+	item = PendingBufferPlaceItem(buffer, &draft, CurrentMemoryContext);
+	FreeDraftMemory(scratch);
+	return item;
+}

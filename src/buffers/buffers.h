@@ -88,5 +88,7 @@ extern int	PendingBufferColumn(PendingBuffer *buffer, const char *column);
 extern void BufferFire(PendingBuffer *buffer, Jsonb *json);
 extern void BufferFireJsonb(PendingBuffer *buffer, int column, Jsonb *document);
 extern BufferItem *BufferItemAlone(PendingBuffer *buffer, Jsonb *json);
+extern void BufferFireValues(PendingBuffer *buffer, Datum *values, bool *nulls);
+extern BufferItem *BufferItemAloneValues(PendingBuffer *buffer, Datum *values, bool *nulls);
 
 #endif							/* CHOREOGRAPH_BUFFERS_H */

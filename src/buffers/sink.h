@@ -41,22 +41,15 @@
  *
  * How the next sinks plug in, without touching the pending state code:
  *
- * - A stream (choreo_emit, spec/activities.md): a definition kind of its
- *	 own (streams' names) and a StreamSink.  choreo_emit finds or makes the
- *	 state of (StreamKind, stream) with PendingBufferFind/PendingBufferCreate,
- *	 and fires an item of two columns (entity, payload).  open locks and
- *	 describes the stream's events table.  write gets every pending event of
- *	 the flush at once, oldest first: it groups them by entity, locks each
- *	 entity's counter row in entity order (so two flushing transactions
- *	 cannot deadlock), moves it on by the entity's count, numbers the events
- *	 in firing order and inserts them.  The row lock, held until commit,
- *	 makes the numbers increase in commit order, and a rollback of the write
- *	 (whole or to a savepoint) rolls back the counter with it, so they stay
- *	 gap-free: the pending state code writes such a batch again, and it is
- *	 numbered again.  Pre-commit flushes every state, so the last events are
- *	 numbered then; a full batch or choreo_emit_and_wait takes the counter
- *	 locks earlier, which the spec allows (numbers are given at the flush).
- *	 write_returning numbers one event and returns its seq (an int8).
+ * - A stream (choreo_emit, streams/stream_sink.c): a kind of its own
+ *	 (StreamKind, not a definition: a stream needs none) and the StreamSink.
+ *	 choreo_emit finds or makes the state of (StreamKind, stream) and fires
+ *	 an item of two values (entity, payload) with BufferFireValues.  write
+ *	 gets every pending event of the flush at once, oldest first, locks each
+ *	 entity in hash order with a transaction-level lock, reads its head with
+ *	 a snapshot taken after the lock, numbers the events in firing order and
+ *	 inserts them; stream_sink.c's header says why that is gap-free and in
+ *	 commit order.  write_returning numbers one event and returns its seq.
  * - An inbox (choreo_send, spec/eventbox.md): a kind with one identity (the
  *	 extension's inbox table) and an InboxSink whose open describes
  *	 (recipient, value), and whose write inserts as the extension
