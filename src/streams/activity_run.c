@@ -245,8 +245,7 @@ ActivityRunStore(const Activity *activity, ActivityRun *run, Datum result, bool 
 	{
 		Oid			argtypes[6] = {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, BOOLOID, INT4OID};
 		SPIPlanPtr	p = SPI_prepare("UPDATE " CHOREO_SCHEMA ".activity_cursors c"
-									"   SET tail = $2, updated_at = pg_catalog.now(),"
-									"       has_run = c.has_run OR $3 OPERATOR(pg_catalog.<>) 'retry',"
+									"   SET tail = $2, has_run = true, updated_at = pg_catalog.now(),"
 									"       state = CASE WHEN $3 OPERATOR(pg_catalog.=) 'done' THEN 'done' ELSE 'active' END,"
 									"       attempts = CASE WHEN $3 OPERATOR(pg_catalog.=) 'retry'"
 									"                  THEN c.attempts OPERATOR(pg_catalog.+) 1 ELSE 0 END,"

@@ -198,12 +198,15 @@ typedef struct TakenRun
 } TakenRun;
 
 /*
- * Takes rounds of news, makes the entities' cursors due, and announces
- * those locked elsewhere; in find_due's transaction
+ * Takes rounds of news and makes the entities' cursors due, in find_due's
+ * transaction; lists those locked elsewhere, to be announced once it has
+ * committed (-1: max_announce of them, and more, or news left for another look)
  */
-static void
-TakeNews(void)
+static int
+TakeNews(int64 *announce, int max_announce)
 {
+	int			nannounce = 0;
+
 	for (int round = 0; round < NEWS_ROUNDS; round++)
 	{
 		Datum		args[1] = {Int32GetDatum(NEWS_PER_ROUND)};
@@ -216,31 +219,43 @@ TakeNews(void)
 		taken = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
 											&isnull));
 		if (taken == 0)
-			return;
+			return nannounce;
 		entities = PointerGetDatum(PG_DETOAST_DATUM_COPY(entities));
 		ExecuteWorkerQuery(&start_cursors, &entities, SPI_OK_INSERT);
 		ExecuteWorkerQuery(&wake_cursors, &entities, SPI_OK_SELECT);
 		for (uint64 i = 0; i < SPI_processed; i++)
-			WorkersWake(ACTIVITY_SOURCE,
-						(uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-															 SPI_tuptable->tupdesc, 1, &isnull)));
+		{
+			if (nannounce >= max_announce)
+				return -1;		/* too many: those listed, and another look */
+			announce[nannounce++] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+																SPI_tuptable->tupdesc, 1,
+																&isnull));
+		}
 		if (taken < NEWS_PER_ROUND)
-			return;
+			return nannounce;
 		CHECK_FOR_INTERRUPTS();
 	}
 	/* more news than a look takes: another look takes the rest */
-	WorkersWake(ACTIVITY_SOURCE, 0);
+	return -1;
 }
 
 /*
- * Lists the due cursors after an id (find_due); the first look of a pass
- * takes the news first.  Lowers *wait_ms to the time until the next one.
+ * Lists the due cursors (find_due).  It hands the loop the first and
+ * announces the others, once its transaction has committed (before, a
+ * worker taking one would find it locked by the look): every idle worker
+ * takes its share from the commit queue, where a look's own list would be
+ * run by the one worker that looked, one item after another.  The first
+ * look of a pass takes the news first.  Lowers *wait_ms to the time until
+ * the next cursor is due.
  */
 static int
 FindDueCursors(int64 after, WorkItem *items, int max, long *wait_ms)
 {
 	MemoryContext cxt;
 	int			ndue = 0;
+	int64		announce[WORK_BATCH * 2];
+	int			nannounce = 0;
+	bool		more = false;	/* more than this look lists: look again */
 
 	cxt = BeginWorkerTransaction();
 	pgstat_report_activity(STATE_RUNNING, "choreograph: looking for due activities");
@@ -253,18 +268,30 @@ FindDueCursors(int64 after, WorkItem *items, int max, long *wait_ms)
 		Int32GetDatum(max)};
 
 		if (after == WORK_LOOK_START)
-			TakeNews();
+		{
+			nannounce = TakeNews(announce, WORK_BATCH);
+			if (nannounce < 0)
+			{
+				nannounce = WORK_BATCH;
+				more = true;
+			}
+		}
 		ExecuteWorkerQuery(&due_cursors, args, SPI_OK_SELECT);
-		ndue = Min((int) SPI_processed, max);
-		for (int i = 0; i < ndue; i++)
+		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
 														 SPI_tuptable->tupdesc, 1, &isnull));
 
-			items[i].key = (uint64) id;
-			items[i].position = id;
+			if (ndue == 0)
+			{
+				items[0].key = (uint64) id;
+				items[0].position = id;
+				ndue = 1;
+			}
+			else
+				announce[nannounce++] = id;
 		}
-		if (ndue < max)
+		if (SPI_processed < (uint64) max)
 		{
 			ExecuteWorkerQuery(&next_due, NULL, SPI_OK_SELECT);
 			if (SPI_processed == 1)
@@ -276,9 +303,17 @@ FindDueCursors(int64 after, WorkItem *items, int max, long *wait_ms)
 					*wait_ms = Max(1, Min(DatumGetInt64(next), *wait_ms));
 			}
 		}
+		else
+			more = true;
 	}
 	CommitWorkerTransaction(cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
+
+	for (int i = 0; i < nannounce; i++)
+		WorkersWake(ACTIVITY_SOURCE, (uint64) announce[i]);
+	if (more)
+		WorkersWake(ACTIVITY_SOURCE, 0);
+	/* one item at most: a short batch ends the look */
 	return ndue;
 }
 
