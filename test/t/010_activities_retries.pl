@@ -50,8 +50,8 @@ $$;
 -- processes everything
 CREATE FUNCTION plain(ent text, tl bigint, evs jsonb, init boolean) RETURNS choreo_outcome
     LANGUAGE sql AS $$ SELECT choreo_eof(COALESCE(note_run('plain', ent, evs, init), tl)) $$;
--- the entities an activity asked to retry (initial stays true through
--- retries: the processors tell their first run by this)
+-- the entities an activity asked to retry (the processors tell their
+-- first run by this, not by initial)
 CREATE TABLE retried (activity text, entity text);
 -- first run of an entity: retry in a second; then processes
 CREATE FUNCTION later(ent text, tl bigint, evs jsonb, init boolean) RETURNS choreo_outcome
@@ -118,7 +118,7 @@ ok($node->poll_query_until('postgres', q{
 	'the retried entity ran again, with both events');
 is($node->safe_psql('postgres', q{
 	SELECT string_agg(initial::text, ',' ORDER BY started) FROM runs WHERE activity = 'later'}),
-	'true,true', 'both runs initial: a retry leaves the next run initial (docs/activities.md)');
+	'true,false', 'the run after the retry is not initial: a run (the retry) has committed');
 is($node->safe_psql('postgres', q{
 	SELECT r.started >= f.retry_at FROM runs r, runs f
 	 WHERE r.activity = 'later' AND r.retry_at IS NULL AND f.activity = 'later' AND f.retry_at IS NOT NULL}),

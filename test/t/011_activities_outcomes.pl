@@ -188,9 +188,9 @@ once_in_order('gated', 'g1', 1, 'and processed the event once');
 # -------------------------------------------------------------------------
 # dropping an activity while a worker runs it: the drop waits for the run,
 # then the activity and its cursors are gone, and the workers go on
-my $pids = $node->safe_psql('postgres', q{
-	SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity
-	 WHERE backend_type = 'choreograph worker'});
+# (worker pids may change: a worker that served another role's activity
+# hands over to a successor; a crash shows in the log)
+my $log_offset = -s $node->logfile;
 $gate = $node->background_psql('postgres');
 $gate->query_safe('SELECT pg_advisory_lock(4242)');
 $node->safe_psql('postgres', q{SELECT choreo_emit('gs', 'g2', '{}')});
@@ -221,9 +221,8 @@ $node->safe_psql('postgres', q{
 	SELECT choreo_emit('gs', 'g3', '{}');
 });
 ok(caught_up('after_drop', 3), 'a new activity on the stream runs its entities');
-is($node->safe_psql('postgres', q{
-	SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity
-	 WHERE backend_type = 'choreograph worker'}), $pids, 'no worker crashed');
+unlike(slurp_file($node->logfile, $log_offset),
+	qr/terminated by signal|exited with exit code [1-9]|PANIC|FATAL/, 'no worker crashed');
 
 # -------------------------------------------------------------------------
 # two-phase commit, across a crash
