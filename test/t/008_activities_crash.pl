@@ -40,6 +40,9 @@ CREATE FUNCTION record(ent text, tl bigint, evs jsonb, init boolean)
 DECLARE
     new_tail bigint;
 BEGIN
+    IF EXISTS (SELECT FROM jsonb_array_elements(evs) e WHERE e->'payload' ? 'fail') THEN
+        RAISE EXCEPTION 'failing on purpose: %', repeat('y', 200);
+    END IF;
     IF (SELECT count(*) FROM results) >= (SELECT gate_after FROM knobs) THEN
         PERFORM pg_advisory_xact_lock_shared(4242);
     END IF;
@@ -281,6 +284,16 @@ same_ids('SELECT id FROM results', 'after the signals');
 is($node->safe_psql('postgres', q{SELECT string_agg(id, ',' ORDER BY seq) FROM results WHERE entity = 'hup'}),
 	'hup-1,hup-2,hup-3', 'an entity\'s events were processed in order');
 $gate->quit;
+
+# the reloaded error_max_length applies to what the workers store
+$node->safe_psql('postgres', q{SELECT choreo_emit('orders', 'long', '{"fail": true}')});
+ok($node->poll_query_until('postgres', q{
+	SELECT attempts >= 1 FROM choreo_activities WHERE activity = 'rec' AND entity = 'long'}),
+	'a failing run was recorded');
+is($node->safe_psql('postgres', q{
+	SELECT last_error FROM choreo_activities WHERE activity = 'rec' AND entity = 'long'}),
+	substr('failing on purpose: ' . ('y' x 200), 0, 50),
+	'its error kept to the reloaded choreograph.error_max_length (50)');
 
 $node->stop;
 done_testing();
