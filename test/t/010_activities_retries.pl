@@ -14,7 +14,8 @@
 # - auto_start false: only entities started with choreo_start_activity,
 #   here by a parent activity's processor, get the activity;
 # - a long run does not starve post-commit hooks (max_workers = 2: one
-#   worker is always left to them).
+#   worker is always left to them);
+# - across a crash, a retry keeps its time, a failed entity stays failed.
 # Only lower bounds are checked on times (not before), never speed; every
 # wait has a bound (180 seconds).
 use strict;
@@ -349,6 +350,24 @@ $gate->quit;
 ok($node->poll_query_until('postgres', q{
 	SELECT count(*) = 3 AND bool_and(tail = 1) FROM choreo_activities WHERE activity = 'gated'}),
 	'then the activity went on');
+
+# -------------------------------------------------------------------------
+# Across a crash, a retry keeps its time and a failed entity stays failed
+$node->safe_psql('postgres', q{SELECT choreo_emit('rs', 'r9', '{}')});
+$node->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM runs WHERE activity = 'hour' AND entity = 'r9'})
+  or die 'hour did not run for r9';
+$node->stop('immediate');
+$node->start;
+$node->safe_psql('postgres', q{SELECT choreo_emit('ds', 'd1', '{}'), choreo_emit('rs', 'r9', '{}')});
+ok($node->poll_query_until('postgres', q{
+	SELECT tail = 2 FROM choreo_activities WHERE activity = 'later' AND entity = 'r9'}),
+	'after a crash, the workers went on (later caught up with r9)');
+is(view('hour', 'r9', q{status || ':' || attempts || ':' || (next_run_at > now() + interval '50 minutes')}),
+	'retrying:1:true', 'a retry in an hour is still due in an hour');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM runs WHERE activity = 'hour' AND entity = 'r9'}),
+	'1', 'and did not run again');
+is(view('doomed', 'd1', 'status'), 'failed', 'a failed entity stays failed');
 
 $node->stop;
 done_testing();
