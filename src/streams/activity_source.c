@@ -240,13 +240,14 @@ TakeNews(int64 *announce, int max_announce)
 }
 
 /*
- * Lists the due cursors (find_due).  It hands the loop the first and
- * announces the others, once its transaction has committed (before, a
- * worker taking one would find it locked by the look): every idle worker
- * takes its share from the commit queue, where a look's own list would be
- * run by the one worker that looked, one item after another.  The first
- * look of a pass takes the news first.  Lowers *wait_ms to the time until
- * the next cursor is due.
+ * Lists the due cursors after an id (find_due), and announces all but the
+ * first of them once its transaction has committed (before, a worker
+ * taking one would find it locked by the look): the loop runs the list
+ * one item after another, and the idle workers, woken for the others,
+ * take their share meanwhile (an item one of them holds already is left
+ * to it, one it finished is found not due).  The first look of a pass
+ * takes the news first.  Lowers *wait_ms to the time until the next
+ * cursor is due.
  */
 static int
 FindDueCursors(int64 after, WorkItem *items, int max, long *wait_ms)
@@ -255,7 +256,7 @@ FindDueCursors(int64 after, WorkItem *items, int max, long *wait_ms)
 	int			ndue = 0;
 	int64		announce[WORK_BATCH * 2];
 	int			nannounce = 0;
-	bool		more = false;	/* more than this look lists: look again */
+	bool		more_news = false;
 
 	cxt = BeginWorkerTransaction();
 	pgstat_report_activity(STATE_RUNNING, "choreograph: looking for due activities");
@@ -273,25 +274,22 @@ FindDueCursors(int64 after, WorkItem *items, int max, long *wait_ms)
 			if (nannounce < 0)
 			{
 				nannounce = WORK_BATCH;
-				more = true;
+				more_news = true;
 			}
 		}
 		ExecuteWorkerQuery(&due_cursors, args, SPI_OK_SELECT);
-		for (uint64 i = 0; i < SPI_processed; i++)
+		ndue = Min((int) SPI_processed, max);
+		for (int i = 0; i < ndue; i++)
 		{
 			int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
 														 SPI_tuptable->tupdesc, 1, &isnull));
 
-			if (ndue == 0)
-			{
-				items[0].key = (uint64) id;
-				items[0].position = id;
-				ndue = 1;
-			}
-			else
+			items[i].key = (uint64) id;
+			items[i].position = id;
+			if (i > 0)
 				announce[nannounce++] = id;
 		}
-		if (SPI_processed < (uint64) max)
+		if (ndue < max)
 		{
 			ExecuteWorkerQuery(&next_due, NULL, SPI_OK_SELECT);
 			if (SPI_processed == 1)
@@ -303,17 +301,14 @@ FindDueCursors(int64 after, WorkItem *items, int max, long *wait_ms)
 					*wait_ms = Max(1, Min(DatumGetInt64(next), *wait_ms));
 			}
 		}
-		else
-			more = true;
 	}
 	CommitWorkerTransaction(cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	for (int i = 0; i < nannounce; i++)
 		WorkersWake(ACTIVITY_SOURCE, (uint64) announce[i]);
-	if (more)
+	if (more_news)
 		WorkersWake(ACTIVITY_SOURCE, 0);
-	/* one item at most: a short batch ends the look */
 	return ndue;
 }
 
