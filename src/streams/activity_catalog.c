@@ -158,20 +158,45 @@ StringOption(const char *key, JsonbValue *value)
 	return pnstrdup(value->val.string.val, value->val.string.len);
 }
 
+/* An interval's text, parsed in a subtransaction (its input errors are the option's) */
+typedef struct IntervalParse
+{
+	const char *text;
+	Interval	value;
+} IntervalParse;
+
+static void
+ParseInterval(void *arg)
+{
+	IntervalParse *parse = arg;
+	Datum		parsed = DirectFunctionCall3(interval_in, CStringGetDatum(parse->text),
+											 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+
+	parse->value = *DatumGetIntervalP(parsed);
+}
+
 /* An interval option: a string such as "1 second", greater than zero */
 static char *
 IntervalOption(const char *key, JsonbValue *value, Interval *out)
 {
-	char	   *text = StringOption(key, value);
-	Datum		parsed;
+	IntervalParse parse;
+	ErrorData  *edata;
 	Interval	zero = {0};
 
-	parsed = DirectFunctionCall3(interval_in, CStringGetDatum(text),
-								 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-	*out = *DatumGetIntervalP(parsed);
-	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, parsed, IntervalPGetDatum(&zero))) <= 0)
+	parse.text = StringOption(key, value);
+	edata = CallInSubTransaction(ParseInterval, &parse, CurrentMemoryContext);
+	if (edata != NULL)
+	{
+		/* a value that is no interval is the option's error; anything else is raised again */
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+			ReThrowError(edata);
+		BadOption(key, psprintf("\"%s\" is not an interval: %s", parse.text, edata->message));
+	}
+	*out = parse.value;
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(out),
+										  IntervalPGetDatum(&zero))) <= 0)
 		BadOption(key, "It must be an interval greater than zero.");
-	return text;
+	return (char *) parse.text;
 }
 
 /* Reads the options object of choreo_create_activity; raises 22023 */

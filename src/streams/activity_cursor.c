@@ -16,10 +16,16 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "common/hashfn.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
+#include "utils/syscache.h"
 
 #include "streams/streams.h"
 #include "workers/workers.h"
+
+/* the advisory lock class of choreo_run_activity's (activity, entity) */
+#define RUN_LOCK_CLASS 0x434C
 
 /* A cursor as locked: what a run needs of it */
 typedef struct LockedCursor
@@ -225,6 +231,22 @@ choreo_reset_activity(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * Takes, without waiting, the lock choreo_run_activity holds on an
+ * (activity, entity) to the end of its transaction: a second caller gets
+ * CH003 at once, rather than waiting on the first's cursor row (even one
+ * the first is still making)
+ */
+static bool
+TryLockRunOf(const Activity *activity, const char *entity)
+{
+	LOCKTAG		tag;
+	uint32		h = hash_bytes((const unsigned char *) entity, strlen(entity));
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) activity->id, h, RUN_LOCK_CLASS);
+	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
 PG_FUNCTION_INFO_V1(choreo_run_activity);
 
 /*
@@ -247,6 +269,17 @@ choreo_run_activity(PG_FUNCTION_ARGS)
 
 	PreventInSecurityRestrictedOperation("run an activity");
 	ActivityOpen(written, false, &activity, &write);
+	if (!TryLockRunOf(&activity, entity))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHOREO_CONTENTION),
+				 errmsg("activity \"%s\" is running for entity \"%s\"", activity.name, entity),
+				 errdetail("Another transaction runs it.")));
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(activity.processor)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("processor (function %u) of activity \"%s\" no longer exists",
+						activity.processor, activity.name),
+				 errhint("Drop the activity and create it again with a processor that exists.")));
 	if (!EnsureCursor(&activity, entity, activity.auto_start) ||
 		!LockCursor(&activity, entity, &cursor))
 		ereport(ERROR,

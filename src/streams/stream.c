@@ -16,6 +16,8 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/snapmgr.h"
+#include "access/xact.h"
 
 #include "streams/streams.h"
 
@@ -143,13 +145,14 @@ PG_FUNCTION_INFO_V1(choreo_events);
 Datum
 choreo_events(PG_FUNCTION_ARGS)
 {
+	static SPIPlanPtr entity_plan = NULL;
 	static SPIPlanPtr plan = NULL;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *stream = StreamNameArgument(fcinfo, 0);
 	char	   *entity = EntityArgument(fcinfo, 1);
 	int64		after;
 	int32		max;
-	Datum		args[4];
+	Datum		args[3];
 	int			rc;
 
 	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
@@ -168,18 +171,31 @@ choreo_events(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	/*
+	 * The entity's id with a snapshot taken now: a REPEATABLE READ
+	 * transaction that emitted into an entity made after its snapshot
+	 * still reads its own events (the events, with its own snapshot)
+	 */
+	if (entity_plan == NULL)
+	{
+		Oid			argtypes[2] = {TEXTOID, TEXTOID};
+		SPIPlanPtr	p = SPI_prepare("SELECT id FROM " CHOREO_SCHEMA ".stream_entities"
+									" WHERE stream OPERATOR(pg_catalog.=) $1"
+									"   AND entity OPERATOR(pg_catalog.=) $2", 2, argtypes);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the read of an entity");
+		entity_plan = p;
+	}
 	if (plan == NULL)
 	{
-		Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8OID, INT4OID};
+		Oid			argtypes[3] = {INT8OID, INT8OID, INT4OID};
 		SPIPlanPtr	p = SPI_prepare("SELECT e.seq, e.payload, e.created_at"
-									"  FROM " CHOREO_SCHEMA ".stream_entities s"
-									"  JOIN " CHOREO_SCHEMA ".events e"
-									"    ON e.entity_id OPERATOR(pg_catalog.=) s.id"
-									" WHERE s.stream OPERATOR(pg_catalog.=) $1"
-									"   AND s.entity OPERATOR(pg_catalog.=) $2"
-									"   AND e.seq OPERATOR(pg_catalog.>) $3"
-									" ORDER BY e.seq LIMIT $4",
-									4, argtypes);
+									"  FROM " CHOREO_SCHEMA ".events e"
+									" WHERE e.entity_id OPERATOR(pg_catalog.=) $1"
+									"   AND e.seq OPERATOR(pg_catalog.>) $2"
+									" ORDER BY e.seq LIMIT $3",
+									3, argtypes);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "could not prepare the read of events");
@@ -187,8 +203,22 @@ choreo_events(PG_FUNCTION_ARGS)
 	}
 	args[0] = CStringGetTextDatum(stream);
 	args[1] = CStringGetTextDatum(entity);
-	args[2] = Int64GetDatum(after);
-	args[3] = Int32GetDatum(max);
+	rc = SPI_execute_snapshot(entity_plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							  true, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read an entity: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+	{
+		SPI_finish();
+		return (Datum) 0;
+	}
+	{
+		bool		isnull;
+
+		args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	}
+	args[1] = Int64GetDatum(after);
+	args[2] = Int32GetDatum(max);
 	rc = SPI_execute_plan(plan, args, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read events: %s", SPI_result_code_string(rc));

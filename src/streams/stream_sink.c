@@ -43,6 +43,7 @@
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "tcop/utility.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
@@ -394,7 +395,10 @@ InsertRows(const char *table, AttrNumber *attnums, Oid *types, int ncolumns, int
 	written = DirectInsertRows(relid, &columns, nrows, values, nulls);
 	PopActiveSnapshot();
 	if (!written)
-		elog(ERROR, "could not write into %s.%s", CHOREO_SCHEMA, table);
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot write events into %s.%s", CHOREO_SCHEMA, table),
+				 errdetail("The table has triggers, rules or row security of its own, which choreograph's tables must not have.")));
 	CommandCounterIncrement();
 }
 
@@ -419,7 +423,10 @@ WriteEvents(PendingBuffer *buffer, BufferItem **items, int nitems)
 	bool	   *rownulls = palloc0(sizeof(bool) * nitems * 4);
 	Datum		created_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	int64		last_seq = 0;
-	bool		watched = StreamWatched(buffer->name);
+	bool		watched;
+
+	PreventCommandIfReadOnly("choreo_emit");
+	watched = StreamWatched(buffer->name);
 
 	/* the entities of the flush, each once */
 	seen = StringPointerHashCreate("choreograph flush entities", Max(nitems / 4, 16),
