@@ -163,3 +163,21 @@ CREATE TRIGGER pgq_capture AFTER INSERT OR UPDATE OR DELETE ON b2_src_pgq
 CREATE TABLE b2_src_logutriga (id int, v text);
 CREATE TRIGGER logutriga AFTER INSERT OR UPDATE OR DELETE ON b2_src_logutriga
     FOR EACH ROW EXECUTE FUNCTION pgq.logutriga('b2q');
+
+-- S1/S2/A1 baselines (the streams' own objects are in setup_streams.sql,
+-- made only when the installed version has streams)
+-- S1 (a): gap-free per-entity numbers the way users write them: a counter
+-- row per entity bumped with UPDATE ... RETURNING, then the event INSERTed
+CREATE TABLE s1_heads (entity text PRIMARY KEY, head bigint NOT NULL DEFAULT 0);
+CREATE TABLE s1_events (entity text, seq bigint, payload jsonb,
+                        created_at timestamptz NOT NULL DEFAULT now(),
+                        PRIMARY KEY (entity, seq));
+-- S1 (b), the floor: no per-entity numbers, a plain bigserial
+CREATE TABLE s1_plain (id bigserial PRIMARY KEY, entity text, payload jsonb,
+                       created_at timestamptz NOT NULL DEFAULT now());
+-- S2: the commit-rate floor, a plain INSERT per transaction
+CREATE TABLE s2_plain (id bigserial PRIMARY KEY, entity text, payload jsonb,
+                       created_at timestamptz NOT NULL DEFAULT now());
+-- A1: the hand-written queue its consumers DELETE ... SKIP LOCKED from
+CREATE TABLE a1_q (id bigserial PRIMARY KEY, entity text, payload jsonb,
+                   created_at timestamptz NOT NULL DEFAULT now());

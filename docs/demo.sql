@@ -1,4 +1,5 @@
--- The demo run by `make demo`: an order pipeline, run on rows and by a trigger.
+-- The demo run by `make demo`: an order pipeline, run on rows and by a trigger; a
+-- buffer, post-commit hooks, and an activity processing a stream of order events.
 \set ON_ERROR_STOP on
 \pset footer off
 SET client_min_messages = warning;
@@ -111,3 +112,59 @@ DO $$ BEGIN
 END $$;
 SELECT order_id, address, sent_by FROM sent_mail ORDER BY order_id;
 SELECT count(*) AS hooks_left FROM choreo_hooks;
+
+\echo '== streams and activities: each order''s events, numbered per order at commit,'
+\echo '   processed in the background by an activity that resumes from its stored tail'
+CREATE TABLE shipments (order_id int, seq bigint, shipped_by text);
+CREATE FUNCTION ship(entity text, tail bigint, events jsonb, initial boolean)
+RETURNS choreo_outcome LANGUAGE plpgsql AS $$
+DECLARE
+    event jsonb;
+BEGIN
+    FOR event IN SELECT value FROM jsonb_array_elements(events) LOOP
+        CASE event->'payload'->>'kind'
+        WHEN 'paid' THEN
+            INSERT INTO shipments VALUES (entity::int, (event->>'seq')::bigint, current_user);
+        WHEN 'delivered' THEN
+            RETURN choreo_done((event->>'seq')::bigint);      -- finished: never run again
+        WHEN 'refund' THEN
+            RAISE EXCEPTION 'order %: refunds are not handled yet', entity;
+        ELSE
+            NULL;
+        END CASE;
+    END LOOP;
+    RETURN choreo_eof(COALESCE((events->-1->>'seq')::bigint, tail));   -- caught up
+END $$;
+SELECT choreo_create_activity('shipping', 'orders', 'ship(text, bigint, jsonb, boolean)',
+                              '{"max_attempts": 2, "backoff_base": "200 milliseconds"}');
+BEGIN;
+SELECT count(choreo_emit('orders', e.entity, e.payload)) AS emitted
+  FROM (VALUES ('1', '{"kind": "paid"}'::jsonb), ('4', '{"kind": "paid"}'),
+               ('1', '{"kind": "packed"}')) e (entity, payload);
+\echo '   (emitted, not written yet: the events are numbered at commit)'
+SELECT count(*) AS events_of_order_1 FROM choreo_events('orders', '1');
+COMMIT;
+SELECT seq, payload FROM choreo_events('orders', '1');
+-- a worker runs the activity for each order in a moment: wait (at most ten seconds)
+DO $$ BEGIN
+    FOR i IN 1 .. 200 LOOP
+        EXIT WHEN (SELECT count(*) FROM choreo_activities WHERE lag = 0 AND tail > 0) = 2;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+SELECT * FROM shipments ORDER BY order_id;
+SELECT activity, entity, tail, head, lag, status FROM choreo_activities ORDER BY entity;
+
+\echo '== an event the processor fails on: retried with backoff, then the order is marked failed'
+SELECT count(choreo_emit('orders', e.entity, e.payload)) AS emitted
+  FROM (VALUES ('4', '{"kind": "refund"}'::jsonb), ('1', '{"kind": "delivered"}')) e (entity, payload);
+DO $$ BEGIN
+    FOR i IN 1 .. 200 LOOP
+        EXIT WHEN (SELECT count(*) FROM choreo_activities WHERE status IN ('done', 'failed')) = 2;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+SELECT entity, tail, head, status, attempts, last_error FROM choreo_activities ORDER BY entity;
+\echo '== reset beyond the bad event: order 4 is caught up again'
+SELECT choreo_reset_activity('shipping', '4', tail => 2);
+SELECT entity, tail, head, status, attempts, last_error FROM choreo_activities ORDER BY entity;

@@ -189,3 +189,9 @@ CREATE TRIGGER guard_begin BEFORE INSERT ON choreograph.activities
     FOR EACH STATEMENT EXECUTE FUNCTION choreograph.choreo_guard_statement();
 CREATE TRIGGER guard_end AFTER INSERT ON choreograph.activities
     FOR EACH STATEMENT EXECUTE FUNCTION choreograph.choreo_guard_statement();
+CREATE TRIGGER guard BEFORE INSERT ON choreograph.activity_cursors
+    FOR EACH ROW EXECUTE FUNCTION choreograph.choreo_guard_row('activity_cursors');
+CREATE TRIGGER guard_begin BEFORE INSERT ON choreograph.activity_cursors
+    FOR EACH STATEMENT EXECUTE FUNCTION choreograph.choreo_guard_statement();
+CREATE TRIGGER guard_end AFTER INSERT ON choreograph.activity_cursors
+    FOR EACH STATEMENT EXECUTE FUNCTION choreograph.choreo_guard_statement();

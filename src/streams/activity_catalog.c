@@ -16,7 +16,10 @@
 #include "access/htup_details.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "catalog/dependency.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "parser/parse_type.h"
@@ -27,6 +30,7 @@
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "streams/streams.h"
@@ -53,6 +57,24 @@ typedef struct ActivityOptions
 	char	   *serialize_group;
 } ActivityOptions;
 
+/* Whether a type is the extension's choreo_outcome (wherever search_path points) */
+static bool
+IsOutcomeType(Oid type)
+{
+	Oid			extension = get_extension_oid("choreograph", true);
+	HeapTuple	tuple;
+	bool		named;
+
+	if (!OidIsValid(extension))
+		return false;
+	tuple = SearchSysCache1(TYPEOID, ObjectIdGetDatum(type));
+	if (!HeapTupleIsValid(tuple))
+		return false;
+	named = strcmp(NameStr(((Form_pg_type) GETSTRUCT(tuple))->typname), "choreo_outcome") == 0;
+	ReleaseSysCache(tuple);
+	return named && getExtensionOfObject(TypeRelationId, type) == extension;
+}
+
 /*
  * Checks that a processor is a plain function of (text, bigint, jsonb,
  * boolean) returning choreo_outcome
@@ -63,7 +85,6 @@ CheckProcessorShape(Oid processor)
 	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(processor));
 	Form_pg_proc proc;
 	static const Oid expected[4] = {TEXTOID, INT8OID, JSONBOID, BOOLOID};
-	Oid			outcome_type;
 	bool		shaped;
 
 	if (!HeapTupleIsValid(tuple))
@@ -84,8 +105,7 @@ CheckProcessorShape(Oid processor)
 				 errmsg("%s cannot be the processor of an activity", signature),
 				 errdetail("A processor is a plain function of (entity text, tail bigint, events jsonb, initial boolean) returning choreo_outcome.")));
 	}
-	outcome_type = TypenameGetTypid("choreo_outcome");
-	if (proc->proretset || !OidIsValid(outcome_type) || proc->prorettype != outcome_type)
+	if (proc->proretset || !IsOutcomeType(proc->prorettype))
 	{
 		char	   *signature = format_procedure(processor);
 		char	   *returns = format_type_be(proc->prorettype);
@@ -288,8 +308,6 @@ choreo_create_activity(PG_FUNCTION_ARGS)
 	Oid			processor;
 	ActivityOptions options;
 	ExtensionWrite write;
-	Oid			argtypes[14] = {OIDOID, TEXTOID, TEXTOID, OIDOID, JSONBOID, TEXTOID, TEXTOID,
-	INT4OID, INT4OID, INT4OID, INT4OID, TEXTOID, TEXTOID, BOOLOID};
 	Datum		args[16];
 	char		nulls[16];
 
@@ -336,16 +354,14 @@ choreo_create_activity(PG_FUNCTION_ARGS)
 	args[11] = CStringGetTextDatum(options.backoff_base);
 	args[12] = CStringGetTextDatum(options.backoff_max);
 	args[13] = BoolGetDatum(options.auto_start);
+	args[14] = options.serialize_group != NULL ?
+		CStringGetTextDatum(options.serialize_group) : (Datum) 0;
+	nulls[14] = options.serialize_group != NULL ? ' ' : 'n';
+	args[15] = ObjectIdGetDatum(write.caller);
 	{
-		Oid			moretypes[16];
+		Oid			argtypes[16] = {OIDOID, TEXTOID, TEXTOID, OIDOID, JSONBOID, TEXTOID, TEXTOID,
+		INT4OID, INT4OID, INT4OID, INT4OID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, OIDOID};
 
-		memcpy(moretypes, argtypes, sizeof(argtypes));
-		moretypes[14] = TEXTOID;
-		moretypes[15] = OIDOID;
-		args[14] = options.serialize_group != NULL ?
-			CStringGetTextDatum(options.serialize_group) : (Datum) 0;
-		nulls[14] = options.serialize_group != NULL ? ' ' : 'n';
-		args[15] = ObjectIdGetDatum(write.caller);
 		if (SPI_execute_with_args("INSERT INTO " CHOREO_SCHEMA ".activities"
 								  " (namespace, name, stream, processor, options, engine, cron_interval,"
 								  "  batch_size, initial_batch_size, max_concurrency, max_attempts,"
@@ -355,7 +371,7 @@ choreo_create_activity(PG_FUNCTION_ARGS)
 								  "         $12::pg_catalog.interval, $13::pg_catalog.interval, $14, $15,"
 								  "         $16::pg_catalog.regrole)"
 								  " ON CONFLICT (namespace, name) DO NOTHING",
-								  16, moretypes, args, nulls, false, 0) != SPI_OK_INSERT)
+								  16, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not insert activity \"%s\"", parsed.display);
 	}
 	if (SPI_processed == 0)
@@ -368,18 +384,37 @@ choreo_create_activity(PG_FUNCTION_ARGS)
 	 * activity, from their first event; the workers start on them at
 	 * commit.
 	 */
-	if (options.auto_start && strcmp(options.engine, "manual") != 0)
+	if (strcmp(options.engine, "manual") != 0)
 	{
-		Oid			types[2] = {OIDOID, TEXTOID};
+		/*
+		 * From now on the stream's flushes leave news for the workers; the
+		 * lock waits for those that began without (stream_sink.c), so that
+		 * the entities they wrote are seen below.
+		 */
+		StreamWatchBegins(stream);
+		if (options.auto_start)
+		{
+			SPIPlanPtr	plan;
+			Oid			types[2] = {OIDOID, TEXTOID};
 
-		ExecuteExtensionQuery("INSERT INTO " CHOREO_SCHEMA ".activity_cursors (activity_id, entity_id, next_run_at)"
-							  " SELECT a.id, s.id, pg_catalog.now()"
-							  "   FROM " CHOREO_SCHEMA ".activities a, " CHOREO_SCHEMA ".stream_entities s"
-							  "  WHERE a.namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
-							  "    AND a.name OPERATOR(pg_catalog.=) $2"
-							  "    AND s.stream OPERATOR(pg_catalog.=) a.stream",
-							  2, types, args, SPI_OK_INSERT);
-		CursorsAnnounceAtCommit(0);
+			plan = SPI_prepare("INSERT INTO " CHOREO_SCHEMA ".activity_cursors (activity_id, entity_id, next_run_at)"
+							   " SELECT a.id, s.id, pg_catalog.now()"
+							   "   FROM " CHOREO_SCHEMA ".activities a, " CHOREO_SCHEMA ".stream_entities s"
+							   "  WHERE a.namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+							   "    AND a.name OPERATOR(pg_catalog.=) $2"
+							   "    AND s.stream OPERATOR(pg_catalog.=) a.stream",
+							   2, types);
+			if (plan == NULL)
+				elog(ERROR, "could not prepare the cursors of activity \"%s\"", parsed.display);
+			/* a snapshot taken after the lock, at any isolation level */
+			CommandCounterIncrement();
+			if (SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+									 false, true, 0) != SPI_OK_INSERT)
+				elog(ERROR, "could not start activity \"%s\" for its stream's entities",
+					 parsed.display);
+			SPI_freeplan(plan);
+			CursorsAnnounceAtCommit(0);
+		}
 	}
 	EndExtensionWrite(&write);
 	PG_RETURN_VOID();
@@ -515,10 +550,61 @@ ActivityRowAllowed(Oid user, TriggerData *trigdata)
 	return trigdata->tg_trigtuple;
 }
 
+/*
+ * An activity_cursors row written by hand (pg_restore by a database
+ * owner): its activity must be there (the restore may have left it out)
+ * and the inserter's.  The activity is locked, as a foreign key would,
+ * so that it cannot go before the statement ends.
+ */
+static HeapTuple
+CursorRowAllowed(Oid user, TriggerData *trigdata)
+{
+	Datum		activity_id;
+	Oid			argtypes[1] = {INT4OID};
+	Oid			saved_userid;
+	int			saved_sec_context;
+	bool		found;
+	Oid			owner = InvalidOid;
+
+	if (!RowGuardValue(trigdata, "activity_id", &activity_id))
+		return NULL;
+	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
+	SetUserIdAndSecContext(trigdata->tg_relation->rd_rel->relowner,
+						   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT owner::pg_catalog.oid FROM " CHOREO_SCHEMA ".activities"
+							  " WHERE id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE",
+							  1, argtypes, &activity_id, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the activity of a cursor");
+	SetUserIdAndSecContext(saved_userid, saved_sec_context);
+	found = SPI_processed == 1;
+	if (found)
+	{
+		bool		isnull;
+
+		owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	if (!found)
+	{
+		RowGuardSkipOrphan();
+		return NULL;
+	}
+	if (!has_privs_of_role(user, owner))
+	{
+		RowGuardSkipForRole(owner);
+		return NULL;
+	}
+	return trigdata->tg_trigtuple;
+}
+
 /* Registers activities as a kind of definition, and their rows' guard; from _PG_init */
 void
 ActivitiesInit(void)
 {
 	DefinitionKindRegister(&ActivityKind);
 	RowGuardRegister("activities", ActivityRowAllowed);
+	RowGuardRegister("activity_cursors", CursorRowAllowed);
 }

@@ -199,7 +199,6 @@ ActivityRunStore(const Activity *activity, ActivityRun *run, Datum result, bool 
 	char	   *status;
 	Datum		retry_at = (Datum) 0;
 	bool		retry_at_null = true;
-	bool		silent = false;
 	bool		more;
 	Datum		args[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
@@ -231,8 +230,7 @@ ActivityRunStore(const Activity *activity, ActivityRun *run, Datum result, bool 
 	{
 		retry_at = GetAttributeByNum(outcome, 3, &retry_at_null);
 		field = GetAttributeByNum(outcome, 4, &field_null);
-		silent = !field_null && DatumGetBool(field);
-		if (!silent)
+		if (field_null || !DatumGetBool(field))
 			ereport(LOG,
 					(errmsg("choreograph activity \"%s\" entity \"%s\" will retry%s",
 							activity->name, run->entity,
@@ -285,4 +283,7 @@ ActivityRunStore(const Activity *activity, ActivityRun *run, Datum result, bool 
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("activity \"%s\" no longer has entity \"%s\"", activity->name, run->entity)));
 	EndExtensionWrite(&write);
+	/* a retry changes when the source next has work: the workers look at commit */
+	if (strcmp(status, "retry") == 0)
+		CursorsAnnounceAtCommit(0);
 }

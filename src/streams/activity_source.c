@@ -198,12 +198,15 @@ typedef struct TakenRun
 } TakenRun;
 
 /*
- * Takes rounds of news, makes the entities' cursors due, and announces
- * those locked elsewhere; in find_due's transaction
+ * Takes rounds of news and makes the entities' cursors due, in find_due's
+ * transaction; lists those locked elsewhere, to be announced once it has
+ * committed (-1: max_announce of them, and more, or news left for another look)
  */
-static void
-TakeNews(void)
+static int
+TakeNews(int64 *announce, int max_announce)
 {
+	int			nannounce = 0;
+
 	for (int round = 0; round < NEWS_ROUNDS; round++)
 	{
 		Datum		args[1] = {Int32GetDatum(NEWS_PER_ROUND)};
@@ -216,31 +219,44 @@ TakeNews(void)
 		taken = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
 											&isnull));
 		if (taken == 0)
-			return;
+			return nannounce;
 		entities = PointerGetDatum(PG_DETOAST_DATUM_COPY(entities));
 		ExecuteWorkerQuery(&start_cursors, &entities, SPI_OK_INSERT);
 		ExecuteWorkerQuery(&wake_cursors, &entities, SPI_OK_SELECT);
 		for (uint64 i = 0; i < SPI_processed; i++)
-			WorkersWake(ACTIVITY_SOURCE,
-						(uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-															 SPI_tuptable->tupdesc, 1, &isnull)));
+		{
+			if (nannounce >= max_announce)
+				return -1;		/* too many: those listed, and another look */
+			announce[nannounce++] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+																SPI_tuptable->tupdesc, 1,
+																&isnull));
+		}
 		if (taken < NEWS_PER_ROUND)
-			return;
+			return nannounce;
 		CHECK_FOR_INTERRUPTS();
 	}
 	/* more news than a look takes: another look takes the rest */
-	WorkersWake(ACTIVITY_SOURCE, 0);
+	return -1;
 }
 
 /*
- * Lists the due cursors after an id (find_due); the first look of a pass
- * takes the news first.  Lowers *wait_ms to the time until the next one.
+ * Lists the due cursors after an id (find_due), and announces all but the
+ * first of them once its transaction has committed (before, a worker
+ * taking one would find it locked by the look): the loop runs the list
+ * one item after another, and the idle workers, woken for the others,
+ * take their share meanwhile (an item one of them holds already is left
+ * to it, one it finished is found not due).  The first look of a pass
+ * takes the news first.  Lowers *wait_ms to the time until the next
+ * cursor is due.
  */
 static int
 FindDueCursors(int64 after, WorkItem *items, int max, long *wait_ms)
 {
 	MemoryContext cxt;
 	int			ndue = 0;
+	int64		announce[WORK_BATCH * 2];
+	int			nannounce = 0;
+	bool		more_news = false;
 
 	cxt = BeginWorkerTransaction();
 	pgstat_report_activity(STATE_RUNNING, "choreograph: looking for due activities");
@@ -253,7 +269,14 @@ FindDueCursors(int64 after, WorkItem *items, int max, long *wait_ms)
 		Int32GetDatum(max)};
 
 		if (after == WORK_LOOK_START)
-			TakeNews();
+		{
+			nannounce = TakeNews(announce, WORK_BATCH);
+			if (nannounce < 0)
+			{
+				nannounce = WORK_BATCH;
+				more_news = true;
+			}
+		}
 		ExecuteWorkerQuery(&due_cursors, args, SPI_OK_SELECT);
 		ndue = Min((int) SPI_processed, max);
 		for (int i = 0; i < ndue; i++)
@@ -263,6 +286,8 @@ FindDueCursors(int64 after, WorkItem *items, int max, long *wait_ms)
 
 			items[i].key = (uint64) id;
 			items[i].position = id;
+			if (i > 0)
+				announce[nannounce++] = id;
 		}
 		if (ndue < max)
 		{
@@ -279,6 +304,11 @@ FindDueCursors(int64 after, WorkItem *items, int max, long *wait_ms)
 	}
 	CommitWorkerTransaction(cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
+
+	for (int i = 0; i < nannounce; i++)
+		WorkersWake(ACTIVITY_SOURCE, (uint64) announce[i]);
+	if (more_news)
+		WorkersWake(ACTIVITY_SOURCE, 0);
 	return ndue;
 }
 
@@ -298,6 +328,8 @@ PutBack(int64 id, const char *when)
 	Datum		args[2] = {Int64GetDatum(id), CStringGetTextDatum(when)};
 
 	ExecuteWorkerQuery(&put_back, args, SPI_OK_UPDATE);
+	/* its new time is seen by the workers' next look, right after commit */
+	CursorsAnnounceAtCommit(0);
 }
 
 /*

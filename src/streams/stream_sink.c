@@ -30,8 +30,8 @@
  * below follows.  A savepoint's rollback empties the cache (its locks may
  * have gone with it).
  *
- * Each entity first written in a transaction also gets a row in
- * stream_news, which the workers look through to find what has work
+ * Each entity first written in a transaction, in a stream that has
+ * activities the workers run, also gets a row in stream_news, which the workers look through to find what has work
  * (activity_source.c): what they read is what is new, never all entities.
  * They are woken at commit (activity_announce.c).
  */
@@ -47,6 +47,7 @@
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -54,8 +55,9 @@
 
 #include "streams/streams.h"
 
-/* the advisory lock class of entities (SQL's advisory locks use 1 and 2) */
+/* the advisory lock classes of entities and streams (SQL's advisory locks use 1 and 2) */
 #define ENTITY_LOCK_CLASS 0x4348
+#define STREAM_LOCK_CLASS 0x434B
 
 /* the pending state's key: streams are not definitions, they have no schema */
 const DefinitionKind StreamKind = {"stream", "events"};
@@ -69,6 +71,14 @@ typedef struct LockedEntity
 } LockedEntity;
 
 static HTAB *locked_entities = NULL;	/* in TopTransactionContext */
+
+/* Whether a stream has activities the workers run (a definition cache entry) */
+typedef struct StreamWatch
+{
+	bool		watched;
+} StreamWatch;
+
+static DefinitionCache *watch_cache = NULL;
 
 /* What a flush knows of one entity it writes */
 typedef struct FlushEntity
@@ -91,6 +101,89 @@ EntityHash(const char *stream, const char *entity, int len)
 	uint64		h = hash_bytes_extended((const unsigned char *) stream, strlen(stream), 0);
 
 	return hash_bytes_extended((const unsigned char *) entity, len, h);
+}
+
+/*
+ * Reads whether a stream has activities that are not manual (the
+ * definition cache's load method): only then do its entities need news
+ */
+static void *
+LoadStreamWatch(const DefinitionId *id, MemoryContext cxt)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(NameStr(id->name))};
+	StreamWatch *watch;
+	bool		isnull;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM " CHOREO_SCHEMA ".activities"
+							  " WHERE stream OPERATOR(pg_catalog.=) $1"
+							  "   AND engine OPERATOR(pg_catalog.<>) 'manual')",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the activities of stream \"%s\"", NameStr(id->name));
+	watch = MemoryContextAlloc(cxt, sizeof(StreamWatch));
+	watch->watched = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+												&isnull));
+	SPI_finish();
+	return watch;
+}
+
+static const char *const watch_tables[] = {"activities", NULL};
+
+static const DefinitionCacheMethods watch_cache_methods = {
+	.kind = &StreamKind,
+	.tables = watch_tables,
+	.load = LoadStreamWatch,
+	.forget = NULL,
+};
+
+static void
+StreamLockTag(LOCKTAG *tag, const char *stream)
+{
+	uint64		h = hash_bytes_extended((const unsigned char *) stream, strlen(stream), 0);
+
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h, STREAM_LOCK_CLASS);
+}
+
+/*
+ * Whether the entities this transaction writes in a stream need news
+ * rows: whether the stream has activities the workers run.  A flush holds
+ * the stream's lock in share mode to the end of its transaction, and
+ * choreo_create_activity takes it exclusively (StreamWatchBegins) before
+ * it gives the stream's entities their cursors: a flush that saw no
+ * activity has committed by then, and its entities are seen; one that
+ * comes after sees the activity.
+ */
+static bool
+StreamWatched(const char *stream)
+{
+	LOCKTAG		tag;
+	DefinitionId id;
+	StreamWatch *watch;
+
+	StreamLockTag(&tag, stream);
+	(void) LockAcquire(&tag, ShareLock, false, false);
+	/* what committed before the lock was granted is seen */
+	AcceptInvalidationMessages();
+	memset(&id, 0, sizeof(id));
+	namestrcpy(&id.name, stream);
+	watch = DefinitionCacheLookup(watch_cache, &id);
+	return watch != NULL && watch->watched;
+}
+
+/*
+ * Waits until no transaction that flushed events into the stream without
+ * news is running, and keeps new ones from flushing until this one ends
+ * (choreo_create_activity)
+ */
+void
+StreamWatchBegins(const char *stream)
+{
+	LOCKTAG		tag;
+
+	StreamLockTag(&tag, stream);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
 /* Waits for the entity's lock, held until the end of the transaction */
@@ -324,8 +417,9 @@ WriteEvents(PendingBuffer *buffer, BufferItem **items, int nitems)
 	bool	  **nulls = palloc(sizeof(bool *) * nitems);
 	Datum	   *rows = palloc(sizeof(Datum) * nitems * 4);
 	bool	   *rownulls = palloc0(sizeof(bool) * nitems * 4);
-	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	Datum		created_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	int64		last_seq = 0;
+	bool		watched = StreamWatched(buffer->name);
 
 	/* the entities of the flush, each once */
 	seen = StringPointerHashCreate("choreograph flush entities", Max(nitems / 4, 16),
@@ -374,7 +468,7 @@ WriteEvents(PendingBuffer *buffer, BufferItem **items, int nitems)
 			order[i] = *(int *) (entry + 1);
 			entities[order[i]].locked = LockEntity(buffer->name, sorted[i].entity,
 												   sorted[i].len, sorted[i].hash, &first);
-			if (first)
+			if (first && watched)
 				news[nnews++] = entities[order[i]].locked->id;
 		}
 	}
@@ -390,7 +484,7 @@ WriteEvents(PendingBuffer *buffer, BufferItem **items, int nitems)
 		row[1] = Int64GetDatum(++locked->head);
 		row[2] = items[i]->values[1];
 		rownull[2] = items[i]->nulls[1];
-		row[3] = now;
+		row[3] = created_at;
 		values[i] = row;
 		nulls[i] = rownull;
 		last_seq = locked->head;
@@ -417,7 +511,8 @@ WriteEvents(PendingBuffer *buffer, BufferItem **items, int nitems)
 	}
 	EndExtensionWrite(&write);
 	/* the workers look for the activities of the entities at commit */
-	CursorsAnnounceAtCommit(0);
+	if (nnews > 0)
+		CursorsAnnounceAtCommit(0);
 	return last_seq;
 }
 
@@ -473,4 +568,5 @@ StreamsInit(void)
 {
 	BufferSinkRegister(&StreamSink);
 	TransactionRegisterParticipant(&streams_participant);
+	watch_cache = DefinitionCacheCreate(&watch_cache_methods);
 }

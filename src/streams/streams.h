@@ -25,6 +25,7 @@ extern void StreamsInit(void);
 extern char *StreamNameArgument(FunctionCallInfo fcinfo, int argno);
 extern char *EntityArgument(FunctionCallInfo fcinfo, int argno);
 extern int64 StreamEntityLock(const char *stream, const char *entity, bool create);
+extern void StreamWatchBegins(const char *stream);
 
 /* activity_announce.c: cursors made due, announced to the workers at commit */
 extern void CursorAnnouncementsInit(void);

@@ -220,7 +220,8 @@ WorkerAwake(int index)
 /*
  * Takes up to max items off the commit queue, oldest first; sets
  * look_everywhere[s] (and clears the flag) for each source s that must be
- * looked through.
+ * looked through.  If items are left, another sleeping worker is woken for
+ * them.
  */
 int
 WorkQueueTake(WorkEntry *entries, int max, bool *look_everywhere)
@@ -230,6 +231,8 @@ WorkQueueTake(WorkEntry *entries, int max, bool *look_everywhere)
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	while (n < max && shared->queue_tail < shared->queue_head)
 		entries[n++] = shared->queue[shared->queue_tail++ % COMMIT_QUEUE_SIZE];
+	if (shared->queue_tail < shared->queue_head)
+		WakeOneWorker();
 	for (int i = 0; i < MAX_WORK_SOURCES; i++)
 	{
 		look_everywhere[i] = shared->look_everywhere[i];

@@ -60,6 +60,14 @@ static TimestampTz next_look[MAX_WORK_SOURCES];
 static bool look_again[MAX_WORK_SOURCES];
 
 /*
+ * Items a worker takes off the commit queue at a time: one, so that the
+ * rest stay for the workers woken for them (a worker holding a batch runs
+ * it alone, one item after another, however long each takes, while the
+ * others sleep)
+ */
+#define QUEUE_TAKE 1
+
+/*
  * A session serves one role (worker_session.c): a step of another role is
  * left as it was, and once the worker has run what it can of its own
  * role's, at the end of its pass, it hands over to a fresh process.
@@ -392,7 +400,7 @@ choreo_worker_main(Datum main_arg)
 	/* every source is looked through at once: next_look is 0 */
 	for (;;)
 	{
-		WorkEntry	entries[WORK_BATCH];
+		WorkEntry	entries[QUEUE_TAKE];
 		bool		look_everywhere[MAX_WORK_SOURCES];
 		int			nentries;
 		TimestampTz wake_at;
@@ -408,7 +416,7 @@ choreo_worker_main(Datum main_arg)
 		}
 
 		/* the items committed transactions announced since the last look */
-		nentries = WorkQueueTake(entries, WORK_BATCH, look_everywhere);
+		nentries = WorkQueueTake(entries, QUEUE_TAKE, look_everywhere);
 		for (int i = 0; i < nentries; i++)
 		{
 			MemoryContextReset(pass_cxt);

@@ -71,7 +71,8 @@ EndFailedWorkerTransaction(MemoryContext caller)
  * Runs a worker query.  Plans are prepared once and kept, maybe while a
  * source's table was nearly empty: sequential scans are turned off for
  * them, so that a plan made then does not scan a table that has since
- * grown (or filled with dead rows: an outbox is a queue) row by row.
+ * grown (or filled with dead rows: an outbox is a queue) row by row, and
+ * JIT is off for them.
  */
 void
 ExecuteWorkerQuery(WorkerQuery *query, Datum *args, int expected)
@@ -80,6 +81,13 @@ ExecuteWorkerQuery(WorkerQuery *query, Datum *args, int expected)
 	int			nestlevel = NewGUCNestLevel();
 
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	/*
+	 * A table with no index for a query (a queue such as stream_news is
+	 * read whole) then costs a disabled plan's 1e10, far above every JIT
+	 * threshold: these small queries would be compiled each time.
+	 */
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 
 	if (query->plan == NULL)

@@ -7,7 +7,8 @@
 #   --exclude-table-data=choreograph.hooks it stops there, and with it the
 #   dump holds no payload.
 # - The owner's pg_restore, with no option, restores the owner's own
-#   pipelines, steps, buffers and hooks, and none of the other roles' (they
+#   pipelines, steps, buffers, hooks, activities and their cursors, and
+#   every stream's events, and none of the other roles' definitions (they
 #   are skipped, with a warning in the server log), whether the dump was
 #   the owner's or a superuser's.
 # - A superuser's dump restored by a superuser is the source, row for row.
@@ -42,14 +43,24 @@ GRANT USAGE ON SEQUENCE events_id_seq TO alice, bob;
 SELECT choreo_add_step('owner_flow', 'one', 'whoami(jsonb)');
 SELECT choreo_add_step('owner_flow', 'two', 'whoami(jsonb)', 'always(jsonb)');
 SELECT choreo_create_buffer('owner_events', 'events', 50);
+CREATE FUNCTION watch(entity text, tail bigint, events jsonb, initial boolean)
+    RETURNS choreo_outcome LANGUAGE sql
+    AS $$ SELECT choreo_eof(COALESCE((events->-1->>'seq')::bigint, tail)) $$;
+SELECT choreo_create_activity('owner_watch', 'orders', 'watch(text,bigint,jsonb,boolean)',
+                              '{"engine": "manual"}');
+SELECT choreo_emit('orders', 'o' || i % 3, jsonb_build_object('i', i)) FROM generate_series(1, 9) i;
 });
+$node->safe_psql('src', q{SET ROLE dbowner; SELECT choreo_run_activity('owner_watch', 'o1')});
 for my $role ('alice', 'bob')
 {
 	$node->safe_psql('src', qq{
 SET ROLE $role;
 SELECT choreo_add_step('shared.${role}_flow', 'one', 'public.whoami(jsonb)');
 SELECT choreo_create_buffer('shared.${role}_events', 'public.events');
+SELECT choreo_create_activity('shared.${role}_watch', 'orders', 'public.watch(text,bigint,jsonb,boolean)',
+                              '{"engine": "manual"}');
 });
+	$node->safe_psql('src', "SET ROLE $role; SELECT choreo_run_activity('shared.${role}_watch', 'o2')");
 }
 # queued hooks of each role, as a restore (or the workers' database) has them
 $node->safe_psql('src', q{
@@ -64,7 +75,10 @@ my %what = (
 	steps => 'SELECT schema, pipeline, position, step, precheck, job FROM choreo_steps ORDER BY 1, 2, 3',
 	pipelines => 'SELECT namespace, name, owner FROM choreograph.pipelines ORDER BY 1, 2',
 	buffers => 'SELECT schema, name, target, max_batch, owner FROM choreo_buffers ORDER BY 1, 2',
-	hooks => 'SELECT callback, role, payload, attempts FROM choreograph.hooks ORDER BY role');
+	hooks => 'SELECT callback, role, payload, attempts FROM choreograph.hooks ORDER BY role',
+	activities => 'SELECT namespace, name, stream, processor, owner FROM choreograph.activities ORDER BY 1, 2',
+	cursors => 'SELECT schema, activity, entity, tail, head FROM choreo_activities ORDER BY 1, 2, 3',
+	events => 'SELECT stream, entity, seq, payload FROM choreograph.events JOIN choreograph.stream_entities ON id = entity_id ORDER BY 1, 2, 3');
 sub contents
 {
 	my ($db) = @_;
@@ -103,7 +117,10 @@ my $owner_only = {
 	steps => $node->safe_psql('src', "SELECT schema, pipeline, position, step, precheck, job FROM choreo_steps WHERE pipeline = 'owner_flow' ORDER BY 1, 2, 3"),
 	pipelines => $node->safe_psql('src', "SELECT namespace, name, owner FROM choreograph.pipelines WHERE owner = 'dbowner'::regrole ORDER BY 1, 2"),
 	buffers => $node->safe_psql('src', "SELECT schema, name, target, max_batch, owner FROM choreo_buffers WHERE owner = 'dbowner'::regrole ORDER BY 1, 2"),
-	hooks => $node->safe_psql('src', "SELECT callback, role, payload, attempts FROM choreograph.hooks WHERE role = 'dbowner'::regrole ORDER BY role") };
+	hooks => $node->safe_psql('src', "SELECT callback, role, payload, attempts FROM choreograph.hooks WHERE role = 'dbowner'::regrole ORDER BY role"),
+	activities => $node->safe_psql('src', "SELECT namespace, name, stream, processor, owner FROM choreograph.activities WHERE owner = 'dbowner'::regrole ORDER BY 1, 2"),
+	cursors => $node->safe_psql('src', "SELECT schema, activity, entity, tail, head FROM choreo_activities WHERE activity = 'owner_watch' ORDER BY 1, 2, 3") };
+like($owner_only->{cursors}, qr/owner_watch\|o1\|3\|3/, 'the owner has a cursor of its own');
 like($owner_only->{steps}, qr/owner_flow\|2\|two/, 'the owner has steps of its own');
 
 for my $dump ('owner', 'super')
@@ -115,7 +132,8 @@ for my $dump ('owner', 'super')
 		[ 'pg_restore', '-U', 'dbowner', '--exit-on-error', '-d', $db, "$dir/$dump.dump" ],
 		"the owner restores the $dump dump with no option");
 	my $restored = contents($db);
-	for my $table ('steps', 'pipelines', 'buffers')
+	is($restored->{events}, $source->{events}, "$dump dump restored by the owner: every event");
+	for my $table ('steps', 'pipelines', 'buffers', 'activities', 'cursors')
 	{
 		is($restored->{$table}, $owner_only->{$table},
 			"$dump dump restored by the owner: the owner's $table and nobody else's");
@@ -137,6 +155,11 @@ for my $dump ('owner', 'super')
 		SELECT choreo_run('owner_flow', '{}'::jsonb)->'bag'->'two'->>'job';
 		SELECT choreo_fire_and_wait('owner_events', '{"kind": "after restore"}')->>'who'}),
 		"dbowner\ndbowner", "$dump dump restored by the owner: its pipeline runs, its buffer writes");
+	# and the streams go on numbering where they were
+	is($node->safe_psql($db, q{SET ROLE dbowner;
+		SELECT choreo_emit_and_wait('orders', 'o1', '{}');
+		SELECT (choreo_run_activity('owner_watch', 'o1')).tail}),
+		"4\n4", "$dump dump restored by the owner: the stream numbers on, the activity runs from its tail");
 }
 
 # A superuser's dump restored by a superuser is the source
@@ -153,7 +176,8 @@ $node->command_ok(
 	[ 'pg_restore', '--exit-on-error', '-d', 'owner_dump_by_superuser', "$dir/owner.dump" ],
 	'a superuser restores the owner\'s dump');
 my $from_owner_dump = contents('owner_dump_by_superuser');
-is_deeply([ @$from_owner_dump{qw(steps pipelines buffers)} ], [ @$source{qw(steps pipelines buffers)} ],
+is_deeply([ @$from_owner_dump{qw(steps pipelines buffers activities cursors events)} ],
+	[ @$source{qw(steps pipelines buffers activities cursors events)} ],
 	'the owner\'s dump restored by a superuser: every definition');
 is($from_owner_dump->{hooks}, '', 'and no hook');
 
