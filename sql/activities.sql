@@ -450,9 +450,8 @@ SELECT f AS call, err(f) AS error FROM unnest(ARRAY[
     $$UPDATE choreograph.activities SET paused = true$$,
     $$UPDATE choreograph.activity_cursors SET tail = 0$$
   ]) AS f;
-\set VERBOSITY verbose
+-- (the error names the owner)
 SELECT choreo_pause_activity('act');
-\set VERBOSITY default
 -- its own (in public, where it may not create: 42501; in its schema it may)
 SELECT err($$SELECT choreo_create_activity('theirs', 'acts', 'act_proc(text, bigint, jsonb, boolean)', '{"engine": "manual"}')$$) AS in_public;
 RESET ROLE;
