@@ -86,3 +86,40 @@ SELECT choreo_add_step('order_flow', 'again', 'seen(orders)');
 SELECT pipeline, position, step FROM choreo_steps WHERE pipeline = 'order_flow';
 \c contrib_regression
 DROP DATABASE choreo_upgrade;
+
+-- an update from 0.4 to 0.5: definitions stay, and streams and activities
+-- work, with the grants of a fresh install (any role may emit, read the
+-- events and the view; none may write the tables directly)
+CREATE DATABASE choreo_upgrade;
+\c choreo_upgrade
+CREATE EXTENSION choreograph VERSION '0.4';
+CREATE FUNCTION kept() RETURNS text LANGUAGE sql AS $$ SELECT 'kept' $$;
+SELECT choreo_add_step('app_flow', 'one', 'kept()');
+ALTER EXTENSION choreograph UPDATE TO '0.5';
+SELECT extversion FROM pg_extension WHERE extname = 'choreograph';
+SELECT choreo_run('app_flow')->'bag';
+SELECT choreo_emit_and_wait('upgraded', 'e', '{"after": "upgrade"}') AS seq;
+CREATE FUNCTION upgraded_proc(entity text, tail bigint, events jsonb, initial boolean)
+    RETURNS choreo_outcome LANGUAGE sql
+    AS $$ SELECT choreo_eof((events->-1->>'seq')::bigint) $$;
+SELECT choreo_create_activity('upgraded', 'upgraded', 'upgraded_proc(text, bigint, jsonb, boolean)',
+                              '{"engine": "manual"}');
+SELECT * FROM choreo_run_activity('upgraded', 'e');
+SELECT activity, entity, tail, head, lag, status FROM choreo_activities;
+SELECT t AS object, has_table_privilege('public', t, 'SELECT') AS public_reads,
+       has_table_privilege('public', t, 'UPDATE') AS public_updates,
+       has_table_privilege('public', t, 'DELETE') AS public_deletes
+  FROM unnest(ARRAY['choreo_activities', 'choreograph.events', 'choreograph.stream_entities',
+                    'choreograph.activities', 'choreograph.activity_cursors']) AS t;
+SELECT f AS function, has_function_privilege('public', f, 'EXECUTE') AS public_executes
+  FROM unnest(ARRAY['choreo_emit(text, text, jsonb)', 'choreo_emit_and_wait(text, text, jsonb)',
+                    'choreo_events(text, text, bigint, integer)',
+                    'choreo_create_activity(text, text, regprocedure, jsonb)',
+                    'choreo_run_activity(text, text)']) AS f;
+-- the update's objects are the fresh install's: the same functions
+SELECT count(*) AS functions_of_0_5 FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid
+ WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'choreograph')
+   AND (p.proname LIKE 'choreo\_%activit%' OR p.proname LIKE 'choreo\_emit%'
+        OR p.proname IN ('choreo_events', 'choreo_eof', 'choreo_done', 'choreo_retry'));
+\c contrib_regression
+DROP DATABASE choreo_upgrade;
