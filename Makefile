@@ -59,7 +59,9 @@ REGRESS = init definition run bag input trigger errors privileges namespaces dum
 REGRESS_OPTS = --inputdir=.
 
 # Multi-session behaviour, checked by PostgreSQL's isolation tester
-ISOLATION = cache planted_step
+ISOLATION = cache planted_step stream_commit_order stream_prepared activity_contention
+# (test/isolation/specs/*_pending.spec fail now: their expected output is
+# what docs/activities.md wants; each joins the list once it passes)
 ISOLATION_OPTS = --inputdir=test/isolation
 
 PG_CPPFLAGS = -I$(srcdir)/src
