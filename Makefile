@@ -59,7 +59,8 @@ REGRESS = init definition run bag input trigger errors privileges namespaces dum
 REGRESS_OPTS = --inputdir=.
 
 # Multi-session behaviour, checked by PostgreSQL's isolation tester
-ISOLATION = cache planted_step streams activity_runs stream_commit_order stream_prepared activity_contention
+ISOLATION = cache planted_step streams activity_runs stream_commit_order stream_prepared \
+	stream_snapshot activity_contention activity_contention_stored
 ISOLATION_OPTS = --inputdir=test/isolation
 
 PG_CPPFLAGS = -I$(srcdir)/src
