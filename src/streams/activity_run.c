@@ -240,7 +240,8 @@ ActivityRunStore(const Activity *activity, ActivityRun *run, Datum result, bool 
 	/* the engine goes on at once when events wait beyond the tail */
 	more = tail < run->last_handed || run->more;
 
-	BeginExtensionWrite(&write, true);
+	/* the update names everything with its schema: no search_path to pin */
+	BeginExtensionWrite(&write, false);
 	if (plan == NULL)
 	{
 		Oid			argtypes[6] = {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, BOOLOID, INT4OID};

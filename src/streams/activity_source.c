@@ -20,7 +20,8 @@
  * that is locked while its news is taken (a worker runs it, or
  * choreo_run_activity does) is announced by its key instead: the worker
  * holding it runs it once more, and the others announce it at commit, so
- * no event committed during a run is left behind.
+ * no event committed during a run is left behind; its news is written
+ * again, in case the run ends without committing (a crash, a SIGTERM).
  *
  * How the pool is shared: activities use at most choreograph.max_workers
  * - 1 workers (when there are two or more), so a post-commit hook always
@@ -39,6 +40,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
@@ -111,6 +113,18 @@ static WorkerQuery wake_cursors = {
 	"  JOIN " CHOREO_SCHEMA ".activities a ON a.id OPERATOR(pg_catalog.=) c.activity_id"
 	" WHERE c.entity_id OPERATOR(pg_catalog.=) ANY ($1) AND " RUNNABLE("c", "a")
 	"   AND c.id OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT id FROM mine))",
+	1, {INT8ARRAYOID}, NULL
+};
+
+/*
+ * news kept for the entities of cursors a run holds: the run may end
+ * without its transaction (a crash, a SIGTERM), and the news it was told
+ * of by its key must then still be there
+ */
+static WorkerQuery keep_news = {
+	"INSERT INTO " CHOREO_SCHEMA ".stream_news (entity_id)"
+	" SELECT DISTINCT entity_id FROM " CHOREO_SCHEMA ".activity_cursors"
+	"  WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
 	1, {INT8ARRAYOID}, NULL
 };
 
@@ -223,13 +237,26 @@ TakeNews(int64 *announce, int max_announce)
 		entities = PointerGetDatum(PG_DETOAST_DATUM_COPY(entities));
 		ExecuteWorkerQuery(&start_cursors, &entities, SPI_OK_INSERT);
 		ExecuteWorkerQuery(&wake_cursors, &entities, SPI_OK_SELECT);
-		for (uint64 i = 0; i < SPI_processed; i++)
+		if (SPI_processed > 0)
 		{
-			if (nannounce >= max_announce)
+			int			nheld = (int) SPI_processed;
+			Datum	   *held = palloc(sizeof(Datum) * nheld);
+			Datum		array;
+			bool		full = false;
+
+			for (int i = 0; i < nheld; i++)
+			{
+				held[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+				if (nannounce < max_announce)
+					announce[nannounce++] = DatumGetInt64(held[i]);
+				else
+					full = true;
+			}
+			array = PointerGetDatum(construct_array(held, nheld, INT8OID, sizeof(int64),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+			ExecuteWorkerQuery(&keep_news, &array, SPI_OK_INSERT);
+			if (full)
 				return -1;		/* too many: those listed, and another look */
-			announce[nannounce++] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-																SPI_tuptable->tupdesc, 1,
-																&isnull));
 		}
 		if (taken < NEWS_PER_ROUND)
 			return nannounce;

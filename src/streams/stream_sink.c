@@ -463,7 +463,8 @@ WriteEvents(PendingBuffer *buffer, BufferItem **items, int nitems)
 
 		memcpy(sorted, entities, sizeof(FlushEntity) * nentities);
 		qsort(sorted, nentities, sizeof(FlushEntity), CompareFlushEntities);
-		BeginExtensionWrite(&write, true);
+		/* every name below is qualified: no search_path to pin (it costs a flush) */
+		BeginExtensionWrite(&write, false);
 		for (int i = 0; i < nentities; i++)
 		{
 			bool		first;
