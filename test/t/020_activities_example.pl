@@ -56,7 +56,7 @@ is(query(q{SELECT name, engine, auto_start, batch_size, initial_batch_size, max_
 
 # the history, then the registry adds alpha and beta
 run_block(3);
-is(query('SELECT repo, message FROM notices ORDER BY id'),
+is(query('SELECT repo, message FROM notices ORDER BY repo, id'),
 	qq{alpha|synced at event 4: 3 push(es), branches {"main": "a2"}\n}
 	  . 'beta|synced at event 0: 0 push(es), branches {}',
 	'the initial runs acted once on the final state (beta with no events)');
