@@ -4,6 +4,7 @@ EXTENSION = choreograph
 MODULE_big = choreograph
 OBJS = \
 	src/choreograph.o \
+	src/shared/advisory_lock.o \
 	src/shared/definition_cache.o \
 	src/shared/direct_insert.o \
 	src/shared/extension_write.o \
@@ -45,13 +46,17 @@ OBJS = \
 	src/streams/activity_run.o \
 	src/streams/activity_cursor.o \
 	src/streams/activity_source.o \
+	src/eventbox/inbox_sink.o \
+	src/eventbox/inbox.o \
+	src/eventbox/batch_result.o \
+	src/eventbox/process_batch.o \
 	src/workers/shmem.o \
 	src/workers/work_source.o \
 	src/workers/worker.o \
 	src/workers/worker_session.o \
 	src/workers/worker_transaction.o
 
-DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0.2--0.3.sql sql/choreograph--0.3--0.4.sql sql/choreograph--0.4--0.5.sql
+DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0.2--0.3.sql sql/choreograph--0.3--0.4.sql sql/choreograph--0.4--0.5.sql sql/choreograph--0.5--0.6.sql
 PGFILEDESC = "choreograph - transactional orchestration"
 
 # pg_regress files, one per feature, in the order they run

@@ -16,6 +16,7 @@
 #include "miscadmin.h"
 
 #include "buffers/buffers.h"
+#include "eventbox/eventbox.h"
 #include "hooks/hooks.h"
 #include "pipelines/pipelines.h"
 #include "streams/streams.h"
@@ -47,6 +48,7 @@ _PG_init(void)
 	StreamsInit();
 	CursorAnnouncementsInit();
 	ActivitiesInit();
+	EventboxInit();
 	if (choreo_preloaded)
 	{
 		SharedStateInit();

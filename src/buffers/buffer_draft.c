@@ -15,6 +15,9 @@
 #include "catalog/pg_attribute.h"
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 #include "buffers/buffers.h"
 
@@ -239,6 +242,31 @@ BufferItemAlone(PendingBuffer *buffer, Jsonb *json)
 	item = PendingBufferPlaceItem(buffer, &draft, CurrentMemoryContext);
 	FreeDraftMemory(scratch);
 	return item;
+}
+
+/*
+ * Describes the columns of a sink whose items are values, not JSON (a
+ * stream's, an inbox's): names and types, in the state's memory (a sink's
+ * open)
+ */
+void
+BufferDescribeValues(PendingBuffer *buffer, int ncolumns, const char *const *names,
+					 const Oid *types)
+{
+	buffer->ncolumns = ncolumns;
+	buffer->columns = MemoryContextAllocZero(buffer->cxt, sizeof(BufferColumn) * ncolumns);
+	for (int i = 0; i < ncolumns; i++)
+	{
+		BufferColumn *column = &buffer->columns[i];
+
+		namestrcpy(&column->name, names[i]);
+		column->attnum = i + 1;
+		column->type = types[i];
+		column->typmod = -1;
+		get_typlenbyvalalign(types[i], &column->typlen, &column->typbyval, &column->typalign);
+		JsonColumnConverterInit(&column->converter, types[i], -1);
+		column->converter.cxt = buffer->cxt;
+	}
 }
 
 /*

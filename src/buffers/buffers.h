@@ -88,6 +88,8 @@ extern int	PendingBufferColumn(PendingBuffer *buffer, const char *column);
 extern void BufferFire(PendingBuffer *buffer, Jsonb *json);
 extern void BufferFireJsonb(PendingBuffer *buffer, int column, Jsonb *document);
 extern BufferItem *BufferItemAlone(PendingBuffer *buffer, Jsonb *json);
+extern void BufferDescribeValues(PendingBuffer *buffer, int ncolumns,
+								 const char *const *names, const Oid *types);
 extern void BufferFireValues(PendingBuffer *buffer, Datum *values, bool *nulls);
 extern BufferItem *BufferItemAloneValues(PendingBuffer *buffer, Datum *values, bool *nulls);
 

@@ -3,19 +3,23 @@
  *		SPI and privilege helpers every capability uses: the name argument
  *		of a choreo_* function, refusing work in security-restricted
  *		operations, finding the extension's tables, writing them on a
- *		caller's behalf as their owner, and hash tables keyed by strings.
+ *		caller's behalf as their owner (by query, or rows without one),
+ *		and hash tables keyed by strings.
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "shared/shared.h"
@@ -142,6 +146,38 @@ LockRowOfRole(ExtensionWrite *write, const char *query, int nargs, Oid *argtypes
 	*role = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
 	return has_privs_of_role(write->caller, *role) ? ROW_CALLERS : ROW_OTHERS;
+}
+
+/*
+ * Inserts rows into one of the extension's tables without planning an
+ * INSERT (DirectInsertRows), between Begin/EndExtensionWrite, with the
+ * snapshot and command id an INSERT of the next command would have.  The
+ * columns not named take their defaults.
+ */
+void
+InsertExtensionRows(const char *table, AttrNumber *attnums, Oid *types, int ncolumns,
+					int nrows, Datum **values, bool **nulls)
+{
+	Oid			relid = ChoreoRelationOid(table, false);
+	int32	   *typmods = palloc(sizeof(int32) * ncolumns);
+	DirectInsertColumns columns = {ncolumns, attnums, types, typmods};
+	bool		written;
+
+	for (int i = 0; i < ncolumns; i++)
+		typmods[i] = -1;
+	CommandCounterIncrement();
+	PushCopiedSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	LockRelationOid(relid, RowExclusiveLock);
+	written = DirectInsertRows(relid, &columns, nrows, values, nulls);
+	PopActiveSnapshot();
+	if (!written)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot write into %s.%s", CHOREO_SCHEMA, table),
+				 errdetail("The table has triggers, rules or row security of its own, which choreograph's tables must not have.")));
+	CommandCounterIncrement();
+	pfree(typmods);
 }
 
 /* Hash function for tables keyed by a string pointer (const char *) */

@@ -259,3 +259,13 @@ JsonbWriterRow(JsonbWriter *writer, RowJsonbLayout *layout, HeapTuple tuple)
 	pfree(values);
 	pfree(nulls);
 }
+
+/* Whether a document is the JSON null (SQL NULL's stand-in in jsonb) */
+bool
+JsonbIsNullScalar(Jsonb *jsonb)
+{
+	JsonbValue	scalar;
+
+	return JB_ROOT_IS_SCALAR(jsonb) && JsonbExtractScalar(&jsonb->root, &scalar) &&
+		scalar.type == jbvNull;
+}

@@ -47,6 +47,24 @@ extern int	choreo_hook_max_attempts;
 extern int	choreo_error_max_length;
 extern bool choreo_hook_synchronous_commit;
 extern bool choreo_preloaded;	/* loaded through shared_preload_libraries */
+/*
+ * advisory_lock.c: locks of things that are not rows, one class each
+ * (their values are part of the on-disk contract of nothing, but a
+ * running server's: never reuse one for something else)
+ */
+typedef enum ChoreoLockClass
+{
+	CHOREO_LOCK_ENTITY = 0x4348,	/* a stream's entity: numbering its events */
+	CHOREO_LOCK_CONCURRENCY = 0x4349,	/* an activity's concurrency slot */
+	CHOREO_LOCK_GROUP = 0x434A, /* a serialize group's entity */
+	CHOREO_LOCK_STREAM = 0x434B,	/* a stream: flushes against new activities */
+	CHOREO_LOCK_RUN = 0x434C,	/* an activity's run of an entity */
+	CHOREO_LOCK_RECIPIENT = 0x434D	/* an eventbox recipient being processed */
+} ChoreoLockClass;
+
+extern bool ChoreoLockAcquire(ChoreoLockClass lock_class, uint64 key, int mode, bool wait);
+extern uint64 ChoreoLockKey(const char *first, const char *second, int len);
+
 /* extension_write.c: arguments, and writing the extension's tables */
 extern Oid	ChoreoRelationOid(const char *relname, bool missing_ok);
 extern char *NameArgument(FunctionCallInfo fcinfo, int argno, const char *what);
@@ -143,6 +161,8 @@ extern void BeginExtensionWrite(ExtensionWrite *write, bool pin_search_path);
 extern void EndExtensionWrite(ExtensionWrite *write);
 extern uint64 ExecuteExtensionQuery(const char *query, int nargs, Oid *argtypes,
 									Datum *args, int expected);
+extern void InsertExtensionRows(const char *table, AttrNumber *attnums, Oid *types,
+								int ncolumns, int nrows, Datum **values, bool **nulls);
 typedef enum RowOwnership
 {
 	ROW_ABSENT,					/* no such row */
@@ -167,6 +187,7 @@ extern void DatumToJsonbValue(Datum value, bool isnull, Oid type,
 							  JsonbValue *out, MemoryContext cxt);
 extern void JsonbToValue(Jsonb *jsonb, JsonbValue *out);
 extern int	JsonbKeyCompare(const char *a, const char *b);
+extern bool JsonbIsNullScalar(Jsonb *jsonb);
 
 /* jsonb_writer.c: writing jsonb documents in one pass */
 #define JSONB_WRITER_MAX_DEPTH 8

@@ -24,9 +24,6 @@
 #include "streams/streams.h"
 #include "workers/workers.h"
 
-/* the advisory lock class of choreo_run_activity's (activity, entity) */
-#define RUN_LOCK_CLASS 0x434C
-
 /* A cursor as locked: what a run needs of it */
 typedef struct LockedCursor
 {
@@ -240,11 +237,10 @@ choreo_reset_activity(PG_FUNCTION_ARGS)
 static bool
 TryLockRunOf(const Activity *activity, const char *entity)
 {
-	LOCKTAG		tag;
 	uint32		h = hash_bytes((const unsigned char *) entity, strlen(entity));
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) activity->id, h, RUN_LOCK_CLASS);
-	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+	return ChoreoLockAcquire(CHOREO_LOCK_RUN, ((uint64) (uint32) activity->id << 32) | h,
+							 ExclusiveLock, false);
 }
 
 PG_FUNCTION_INFO_V1(choreo_run_activity);

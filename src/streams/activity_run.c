@@ -25,13 +25,10 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
+#include "catalog/pg_collation.h"
 #include "common/hashfn.h"
 
 #include "streams/streams.h"
-
-/* the advisory lock classes of concurrency slots and serialize groups */
-#define CONCURRENCY_LOCK_CLASS 0x4349
-#define GROUP_LOCK_CLASS 0x434A
 
 /* Reads an activity's columns (ACTIVITY_COLUMNS) from a row, from column first on */
 void
@@ -60,16 +57,6 @@ ActivityFromRow(HeapTuple row, TupleDesc desc, int first, Activity *activity)
 	activity->serialize_group = isnull ? NULL : TextDatumGetCString(group);
 }
 
-/* Takes a lock to the end of the transaction if nobody holds it; never waits */
-static bool
-TryAdvisoryLock(uint32 high, uint32 low, uint16 class)
-{
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, high, low, class);
-	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
-}
-
 /*
  * Takes, without waiting, what a run of the activity for the entity needs
  * beside its cursor: its serialize_group's lock of the entity, and (when
@@ -82,17 +69,17 @@ ActivityTryLocks(const Activity *activity, const char *entity, bool concurrency)
 {
 	if (activity->serialize_group != NULL)
 	{
-		uint64		h = hash_bytes_extended((const unsigned char *) activity->serialize_group,
-											strlen(activity->serialize_group), 0);
+		uint64		key = ChoreoLockKey(activity->serialize_group, entity, strlen(entity));
 
-		h = hash_bytes_extended((const unsigned char *) entity, strlen(entity), h);
-		if (!TryAdvisoryLock((uint32) (h >> 32), (uint32) h, GROUP_LOCK_CLASS))
+		if (!ChoreoLockAcquire(CHOREO_LOCK_GROUP, key, ExclusiveLock, false))
 			return false;
 	}
 	if (concurrency && activity->max_concurrency > 0)
 	{
 		for (int slot = 0; slot < activity->max_concurrency; slot++)
-			if (TryAdvisoryLock((uint32) activity->id, (uint32) slot, CONCURRENCY_LOCK_CLASS))
+			if (ChoreoLockAcquire(CHOREO_LOCK_CONCURRENCY,
+								  ((uint64) (uint32) activity->id << 32) | (uint32) slot,
+								  ExclusiveLock, false))
 				return true;
 		return false;
 	}
@@ -160,7 +147,7 @@ ActivityRunCall(const Activity *activity, ActivityRun *run, bool *isnull)
 	Datum		result;
 
 	fmgr_info(activity->processor, &flinfo);
-	InitFunctionCallInfoData(*fcinfo, &flinfo, 4, InvalidOid, NULL, NULL);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, 4, DEFAULT_COLLATION_OID, NULL, NULL);
 	fcinfo->args[0].value = CStringGetTextDatum(run->entity);
 	fcinfo->args[0].isnull = false;
 	fcinfo->args[1].value = Int64GetDatum(run->tail);

@@ -56,10 +56,6 @@
 
 #include "streams/streams.h"
 
-/* the advisory lock classes of entities and streams (SQL's advisory locks use 1 and 2) */
-#define ENTITY_LOCK_CLASS 0x4348
-#define STREAM_LOCK_CLASS 0x434B
-
 /* the pending state's key: streams are not definitions, they have no schema */
 const DefinitionKind StreamKind = {"stream", "events"};
 
@@ -99,9 +95,7 @@ EntityKey(const char *stream, const char *entity, int entity_len)
 static uint64
 EntityHash(const char *stream, const char *entity, int len)
 {
-	uint64		h = hash_bytes_extended((const unsigned char *) stream, strlen(stream), 0);
-
-	return hash_bytes_extended((const unsigned char *) entity, len, h);
+	return ChoreoLockKey(stream, entity, len);
 }
 
 /*
@@ -139,14 +133,6 @@ static const DefinitionCacheMethods watch_cache_methods = {
 	.forget = NULL,
 };
 
-static void
-StreamLockTag(LOCKTAG *tag, const char *stream)
-{
-	uint64		h = hash_bytes_extended((const unsigned char *) stream, strlen(stream), 0);
-
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h, STREAM_LOCK_CLASS);
-}
-
 /*
  * Whether the entities this transaction writes in a stream need news
  * rows: whether the stream has activities the workers run.  A flush holds
@@ -159,12 +145,10 @@ StreamLockTag(LOCKTAG *tag, const char *stream)
 static bool
 StreamWatched(const char *stream)
 {
-	LOCKTAG		tag;
 	DefinitionId id;
 	StreamWatch *watch;
 
-	StreamLockTag(&tag, stream);
-	(void) LockAcquire(&tag, ShareLock, false, false);
+	(void) ChoreoLockAcquire(CHOREO_LOCK_STREAM, ChoreoLockKey(stream, NULL, 0), ShareLock, true);
 	/* what committed before the lock was granted is seen */
 	AcceptInvalidationMessages();
 	memset(&id, 0, sizeof(id));
@@ -181,21 +165,8 @@ StreamWatched(const char *stream)
 void
 StreamWatchBegins(const char *stream)
 {
-	LOCKTAG		tag;
-
-	StreamLockTag(&tag, stream);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
-}
-
-/* Waits for the entity's lock, held until the end of the transaction */
-static void
-LockEntityHash(uint64 hash)
-{
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (hash >> 32), (uint32) hash,
-						 ENTITY_LOCK_CLASS);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	(void) ChoreoLockAcquire(CHOREO_LOCK_STREAM, ChoreoLockKey(stream, NULL, 0), ExclusiveLock,
+							 true);
 }
 
 /*
@@ -286,7 +257,7 @@ LockEntity(const char *stream, const char *entity, int len, uint64 hash, bool *f
 	if (locked != NULL)
 		return locked;
 
-	LockEntityHash(hash);
+	(void) ChoreoLockAcquire(CHOREO_LOCK_ENTITY, hash, ExclusiveLock, true);
 	{
 		int64		id;
 		int64		head;
@@ -334,20 +305,7 @@ StreamSinkOpen(PendingBuffer *buffer)
 	static const Oid types[2] = {TEXTOID, JSONBOID};
 
 	buffer->target_name = psprintf("stream \"%s\"", buffer->name);
-	buffer->ncolumns = 2;
-	buffer->columns = palloc0(sizeof(BufferColumn) * 2);
-	for (int i = 0; i < 2; i++)
-	{
-		BufferColumn *column = &buffer->columns[i];
-
-		namestrcpy(&column->name, names[i]);
-		column->attnum = i + 1;
-		column->type = types[i];
-		column->typmod = -1;
-		get_typlenbyvalalign(types[i], &column->typlen, &column->typbyval, &column->typalign);
-		JsonColumnConverterInit(&column->converter, types[i], -1);
-		column->converter.cxt = buffer->cxt;
-	}
+	BufferDescribeValues(buffer, 2, names, types);
 	/* as an INSERT into the events table would, until the end */
 	LockRelationOid(buffer->target, RowExclusiveLock);
 }
@@ -376,30 +334,6 @@ CompareFlushEntities(const void *a, const void *b)
 	if (c != 0)
 		return c;
 	return x->len - y->len;
-}
-
-/* Inserts rows of (entity_id) into stream_news, or events, as the extension */
-static void
-InsertRows(const char *table, AttrNumber *attnums, Oid *types, int ncolumns, int nrows,
-		   Datum **values, bool **nulls)
-{
-	Oid			relid = ChoreoRelationOid(table, false);
-	int32		typmods[4] = {-1, -1, -1, -1};
-	DirectInsertColumns columns = {ncolumns, attnums, types, typmods};
-	bool		written;
-
-	CommandCounterIncrement();
-	PushCopiedSnapshot(GetTransactionSnapshot());
-	UpdateActiveSnapshotCommandId();
-	LockRelationOid(relid, RowExclusiveLock);
-	written = DirectInsertRows(relid, &columns, nrows, values, nulls);
-	PopActiveSnapshot();
-	if (!written)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot write events into %s.%s", CHOREO_SCHEMA, table),
-				 errdetail("The table has triggers, rules or row security of its own, which choreograph's tables must not have.")));
-	CommandCounterIncrement();
 }
 
 /*
@@ -501,7 +435,7 @@ WriteEvents(PendingBuffer *buffer, BufferItem **items, int nitems)
 		AttrNumber	attnums[4] = {1, 2, 3, 4};
 		Oid			types[4] = {INT8OID, INT8OID, JSONBOID, TIMESTAMPTZOID};
 
-		InsertRows("events", attnums, types, 4, nitems, values, nulls);
+		InsertExtensionRows("events", attnums, types, 4, nitems, values, nulls);
 	}
 	if (nnews > 0)
 	{
@@ -515,7 +449,7 @@ WriteEvents(PendingBuffer *buffer, BufferItem **items, int nitems)
 			values[i] = &rows[i];
 			nulls[i] = &rownulls[i];
 		}
-		InsertRows("stream_news", attnums, types, 1, nnews, values, nulls);
+		InsertExtensionRows("stream_news", attnums, types, 1, nnews, values, nulls);
 	}
 	EndExtensionWrite(&write);
 	/* the workers look for the activities of the entities at commit */
