@@ -60,12 +60,12 @@ DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0
 PGFILEDESC = "choreograph - transactional orchestration"
 
 # pg_regress files, one per feature, in the order they run
-REGRESS = init definition run bag input trigger errors privileges namespaces dump pre_commit buffer buffer_write buffer_types capture security_restricted leaks post_commit streams activities upgrade
+REGRESS = init definition run bag input trigger errors privileges namespaces dump pre_commit buffer buffer_write buffer_types capture security_restricted leaks post_commit streams activities eventbox upgrade
 REGRESS_OPTS = --inputdir=.
 
 # Multi-session behaviour, checked by PostgreSQL's isolation tester
 ISOLATION = cache planted_step streams activity_runs stream_commit_order stream_prepared \
-	stream_snapshot activity_contention activity_contention_stored
+	stream_snapshot activity_contention activity_contention_stored eventbox eventbox_garbage
 ISOLATION_OPTS = --inputdir=test/isolation
 
 PG_CPPFLAGS = -I$(srcdir)/src

@@ -123,3 +123,30 @@ SELECT count(*) AS functions_of_0_5 FROM pg_proc p JOIN pg_depend d ON d.objid =
         OR p.proname IN ('choreo_events', 'choreo_eof', 'choreo_done', 'choreo_retry'));
 \c contrib_regression
 DROP DATABASE choreo_upgrade;
+
+-- an update from 0.5 to 0.6: streams and activities stay, and the eventbox
+-- works, with its grants (any role may send and call the functions; none
+-- may read or write the tables directly)
+CREATE DATABASE choreo_upgrade;
+\c choreo_upgrade
+CREATE EXTENSION choreograph VERSION '0.5';
+SELECT choreo_emit_and_wait('kept', 'e', '{"before": "upgrade"}') AS seq_before;
+ALTER EXTENSION choreograph UPDATE TO '0.6';
+SELECT extversion FROM pg_extension WHERE extname = 'choreograph';
+SELECT seq, payload FROM choreo_events('kept', 'e');
+CREATE FUNCTION upgraded_processor(recipient text, state jsonb, events jsonb) RETURNS jsonb
+    LANGUAGE sql AS $$ SELECT jsonb_build_object('transitions', jsonb_build_array(
+        jsonb_build_object('events', jsonb_path_query_array(events, '$[*].id'),
+                           'state', jsonb_array_length(events)))) $$;
+SELECT choreo_send('upgraded', '{"after": "upgrade"}');
+SELECT choreo_process_batch('upgraded', 'upgraded_processor(text, jsonb, jsonb)');
+SELECT * FROM choreo_state('upgraded');
+SELECT t AS object, has_table_privilege('public', t, 'SELECT') AS public_reads,
+       has_table_privilege('public', t, 'INSERT') AS public_inserts,
+       has_table_privilege('public', t, 'DELETE') AS public_deletes
+  FROM unnest(ARRAY['choreograph.inbox', 'choreograph.eventbox_states']) AS t;
+SELECT f AS function, has_function_privilege('public', f, 'EXECUTE') AS public_executes
+  FROM unnest(ARRAY['choreo_send(text, jsonb)', 'choreo_inbox(text)', 'choreo_state(text)',
+                    'choreo_process_batch(text, regprocedure, integer, boolean)']) AS f;
+\c contrib_regression
+DROP DATABASE choreo_upgrade;

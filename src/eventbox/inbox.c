@@ -143,7 +143,7 @@ RecipientStateRead(const char *recipient, bool latest, MemoryContext cxt,
 		rc = SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
 								  true, false, 1);
 	else
-		rc = SPI_execute_plan(plan, args, NULL, true, 1);
+		rc = SPI_execute_plan(plan, args, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read a recipient's state: %s", SPI_result_code_string(rc));
 	out->exists = SPI_processed > 0;
@@ -258,7 +258,8 @@ choreo_inbox(PG_FUNCTION_ARGS)
 		plan = p;
 	}
 	args[0] = CStringGetTextDatum(recipient);
-	rc = SPI_execute_plan(plan, args, NULL, true, 0);
+	/* not read-only: a snapshot that sees the sends just written */
+	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read an inbox: %s", SPI_result_code_string(rc));
 	for (uint64 i = 0; i < SPI_processed; i++)
