@@ -101,6 +101,13 @@ need_packages() {
     with_lock apt 1200 "another run's package installation" install_packages "$@"
 }
 
+# want_packages PACKAGE...: installs them if it can, and says so if not
+want_packages() {
+    [ -z "$(missing_packages "$@")" ] && return 0
+    (with_lock apt 1200 "another run's package installation" install_packages "$@") \
+        || log "could not install $*: the tests that need them are skipped"
+}
+
 APT_OPTIONS=(-o DPkg::Lock::Timeout=600)
 install_packages() {
     local missing try
