@@ -49,7 +49,15 @@ CREATE FUNCTION watch(entity text, tail bigint, events jsonb, initial boolean)
 SELECT choreo_create_activity('owner_watch', 'orders', 'watch(text,bigint,jsonb,boolean)',
                               '{"engine": "manual"}');
 SELECT choreo_emit('orders', 'o' || i % 3, jsonb_build_object('i', i)) FROM generate_series(1, 9) i;
+-- an eventbox recipient of the owner's: one event consumed per batch
+CREATE FUNCTION box_proc(r text, s jsonb, e jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object('transitions', jsonb_build_array(jsonb_build_object(
+        'events', jsonb_path_query_array(e, '$[0].id'),
+        'state', jsonb_build_object('n', COALESCE((s->>'n')::int, 0) + 1)))) $$;
+SELECT choreo_send('box', jsonb_build_object('i', i)) FROM generate_series(1, 4) i;
+SELECT choreo_process_batch('box', 'box_proc(text, jsonb, jsonb)');
 });
+$node->safe_psql('src', q{SET ROLE alice; SELECT choreo_send('box', '"from alice"'); SELECT choreo_send('alices', '1')});
 $node->safe_psql('src', q{SET ROLE dbowner; SELECT choreo_run_activity('owner_watch', 'o1')});
 for my $role ('alice', 'bob')
 {
@@ -78,7 +86,9 @@ my %what = (
 	hooks => 'SELECT callback, role, payload, attempts FROM choreograph.hooks ORDER BY role',
 	activities => 'SELECT namespace, name, stream, processor, owner FROM choreograph.activities ORDER BY 1, 2',
 	cursors => 'SELECT schema, activity, entity, tail, head FROM choreo_activities ORDER BY 1, 2, 3',
-	events => 'SELECT stream, entity, seq, payload FROM choreograph.events JOIN choreograph.stream_entities ON id = entity_id ORDER BY 1, 2, 3');
+	events => 'SELECT stream, entity, seq, payload FROM choreograph.events JOIN choreograph.stream_entities ON id = entity_id ORDER BY 1, 2, 3',
+	inbox => 'SELECT recipient, id, value FROM choreograph.inbox ORDER BY id',
+	states => 'SELECT recipient, state, eversion, owner FROM choreograph.eventbox_states ORDER BY 1');
 sub contents
 {
 	my ($db) = @_;
@@ -133,6 +143,8 @@ for my $dump ('owner', 'super')
 		"the owner restores the $dump dump with no option");
 	my $restored = contents($db);
 	is($restored->{events}, $source->{events}, "$dump dump restored by the owner: every event");
+	is($restored->{inbox}, $source->{inbox}, "$dump dump restored by the owner: every outstanding eventbox event");
+	is($restored->{states}, $source->{states}, "$dump dump restored by the owner: every eventbox state");
 	for my $table ('steps', 'pipelines', 'buffers', 'activities', 'cursors')
 	{
 		is($restored->{$table}, $owner_only->{$table},
@@ -160,6 +172,13 @@ for my $dump ('owner', 'super')
 		SELECT choreo_emit_and_wait('orders', 'o1', '{}');
 		SELECT (choreo_run_activity('owner_watch', 'o1')).tail}),
 		"4\n4", "$dump dump restored by the owner: the stream numbers on, the activity runs from its tail");
+	# the eventbox goes on from its state, new events after the old
+	is($node->safe_psql($db, q{SET ROLE dbowner;
+		SELECT choreo_send('box', '"after restore"');
+		SELECT choreo_process_batch('box', 'box_proc(text, jsonb, jsonb)')->>'eversion';
+		SELECT string_agg(value::text, ' ' ORDER BY id) FROM choreo_inbox('box')}),
+		qq{\n2\n{"i": 3} {"i": 4} "from alice" "after restore"},
+		"$dump dump restored by the owner: the eventbox goes on from its state and ids");
 }
 
 # A superuser's dump restored by a superuser is the source
@@ -176,8 +195,8 @@ $node->command_ok(
 	[ 'pg_restore', '--exit-on-error', '-d', 'owner_dump_by_superuser', "$dir/owner.dump" ],
 	'a superuser restores the owner\'s dump');
 my $from_owner_dump = contents('owner_dump_by_superuser');
-is_deeply([ @$from_owner_dump{qw(steps pipelines buffers activities cursors events)} ],
-	[ @$source{qw(steps pipelines buffers activities cursors events)} ],
+is_deeply([ @$from_owner_dump{qw(steps pipelines buffers activities cursors events inbox states)} ],
+	[ @$source{qw(steps pipelines buffers activities cursors events inbox states)} ],
 	'the owner\'s dump restored by a superuser: every definition');
 is($from_owner_dump->{hooks}, '', 'and no hook');
 
