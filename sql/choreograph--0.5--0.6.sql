@@ -8,7 +8,7 @@
 -- A recipient's outstanding events are its rows of inbox, in send order
 -- (id, taken when choreo_send's pending events are written, at the flush).
 -- Its state and eversion are a row of eventbox_states, made by the first
--- batch that changes the state, owned by the role that ran it: only that
+-- batch that hands a processor events, owned by the role that ran it: only that
 -- role's members may process the recipient or read its inbox and state
 -- from then on (docs/eventbox.md, "Privileges").  Processing locks the
 -- recipient with a lock of its own, never a row: sending, which only
@@ -25,7 +25,7 @@ CREATE TABLE choreograph.inbox (
 CREATE TABLE choreograph.eventbox_states (
     recipient text PRIMARY KEY,
     state jsonb,
-    eversion bigint NOT NULL CHECK (eversion OPERATOR(pg_catalog.>) 0),
+    eversion bigint NOT NULL CHECK (eversion OPERATOR(pg_catalog.>=) 0),
     owner regrole NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );

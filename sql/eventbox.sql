@@ -189,15 +189,20 @@ CREATE FUNCTION text_state(recipient text, state text, events jsonb) RETURNS jso
 CREATE FUNCTION returns_text(recipient text, state jsonb, events jsonb) RETURNS text LANGUAGE sql AS $$ SELECT '{}' $$;
 CREATE FUNCTION returns_set(recipient text, state jsonb, events jsonb) RETURNS SETOF jsonb LANGUAGE sql AS $$ SELECT '{}'::jsonb $$;
 CREATE PROCEDURE a_procedure(recipient text, state jsonb, events jsonb) LANGUAGE sql AS $$ SELECT 1 $$;
+CREATE FUNCTION strict_proc(recipient text, state jsonb, events jsonb) RETURNS jsonb
+    LANGUAGE sql STRICT AS $$ SELECT '{}'::jsonb $$;
 SELECT err($$SELECT choreo_process_batch('bad', 'two_args(text, jsonb)')$$) AS two_args;
 SELECT err($$SELECT choreo_process_batch('bad', 'text_state(text, text, jsonb)')$$) AS text_state;
 SELECT err($$SELECT choreo_process_batch('bad', 'returns_text(text, jsonb, jsonb)')$$) AS returns_text;
 SELECT err($$SELECT choreo_process_batch('bad', 'returns_set(text, jsonb, jsonb)')$$) AS returns_set;
 SELECT err($$SELECT choreo_process_batch('bad', 'a_procedure(text, jsonb, jsonb)')$$) AS a_procedure;
 SELECT err($$SELECT choreo_process_batch('bad', 12345678)$$) AS no_such_oid;
+-- a STRICT processor would not be called for a recipient without state
+SELECT err($$SELECT choreo_process_batch('bad', 'strict_proc(text, jsonb, jsonb)')$$) AS strict;
 DROP FUNCTION two_args(text, jsonb), text_state(text, text, jsonb),
     returns_text(text, jsonb, jsonb), returns_set(text, jsonb, jsonb);
 DROP PROCEDURE a_procedure(text, jsonb, jsonb);
+DROP FUNCTION strict_proc(text, jsonb, jsonb);
 
 -- malformed results: 22023, and nothing changed, the processor's own
 -- writes included
@@ -210,11 +215,21 @@ BEGIN
     PERFORM choreo_send('elsewhere', '"sent by the processor"');
     RETURN scripted(recipient, state, events);
 END $$;
+-- malformed(result): the SQLSTATE, and the detail that says what is wrong
 CREATE FUNCTION malformed(result text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    detail text;
 BEGIN
     PERFORM set_config('regress.result', result, false);
-    RETURN err($q$SELECT choreo_process_batch('bad', 'scripted_with_effect(text, jsonb, jsonb)')$q$);
+    PERFORM choreo_process_batch('bad', 'scripted_with_effect(text, jsonb, jsonb)');
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+    RETURN SQLSTATE || ': ' || detail;
 END $$;
+-- the whole error, once
+SELECT set_config('regress.result', '{"transitions": [{"events": [$1]}]}', false) IS NOT NULL AS set;
+SELECT choreo_process_batch('bad', 'scripted(text, jsonb, jsonb)') AS the_whole_error;
 SELECT r AS result, malformed(r) AS error FROM (VALUES
     ('[]'), ('"transitions"'), ('null'), ('17'),
     ('{"transitions": {}}'), ('{"transitions": [1]}'), ('{"transitions": [[]]}'),
@@ -247,9 +262,7 @@ BEGIN
     INSERT INTO side_effects VALUES ('before the error');
     RAISE EXCEPTION 'the processor failed' USING ERRCODE = 'P0042', DETAIL = 'On purpose.';
 END $$;
-\set VERBOSITY verbose
 SELECT choreo_process_batch('bad', 'fails(text, jsonb, jsonb)');
-\set VERBOSITY default
 SELECT err($$SELECT choreo_process_batch('bad', 'fails(text, jsonb, jsonb)')$$) AS processor_error;
 SELECT inbox_of('bad') AS unchanged, (SELECT count(*) FROM side_effects) AS side_effects;
 -- the same processor's writes commit with the state when it succeeds
@@ -273,6 +286,27 @@ SELECT err($$SELECT choreo_process_batch('outer', 'nested(text, jsonb, jsonb)')$
 SET regress.nested = 'inner';
 SELECT choreo_process_batch('outer', 'nested(text, jsonb, jsonb)') AS other_recipient;
 SELECT state_of('outer') AS outer_state, state_of('inner') AS inner_state;
+-- nor one further out: outer's processor processes inner, whose processor
+-- would process outer
+CREATE FUNCTION nested_back(recipient text, state jsonb, events jsonb) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM choreo_process_batch('outer', 'consume_all(text, jsonb, jsonb)');
+    RETURN consume_all(recipient, state, events);
+END $$;
+CREATE FUNCTION nested_forth(recipient text, state jsonb, events jsonb) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM choreo_process_batch('inner', 'nested_back(text, jsonb, jsonb)');
+    RETURN consume_all(recipient, state, events);
+END $$;
+SELECT choreo_send('outer', '5'), choreo_send('inner', '6');
+SELECT err($$SELECT choreo_process_batch('outer', 'nested_forth(text, jsonb, jsonb)')$$) AS two_deep;
+SET client_min_messages = warning;
+SELECT choreo_process_batch('outer', 'consume_all(text, jsonb, jsonb)') AS outer_drained,
+       choreo_process_batch('inner', 'consume_all(text, jsonb, jsonb)') AS inner_drained;
+RESET client_min_messages;
+DROP FUNCTION nested_back(text, jsonb, jsonb), nested_forth(text, jsonb, jsonb);
 -- after a nested error was caught, the recipient can be processed again
 CREATE FUNCTION nested_caught(recipient text, state jsonb, events jsonb) RETURNS jsonb
     LANGUAGE plpgsql AS $$
@@ -287,6 +321,22 @@ END $$;
 SELECT choreo_send('outer', '3'), choreo_send('inner', '4');
 SELECT choreo_process_batch('outer', 'nested_caught(text, jsonb, jsonb)') AS caught;
 SELECT choreo_process_batch('inner', 'consume_all(text, jsonb, jsonb)') AS inner_afterwards;
+
+-- what a processor sends to its own recipient is outstanding after the
+-- batch, and counted in remaining
+CREATE FUNCTION follow_up(recipient text, state jsonb, events jsonb) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF state IS NULL THEN
+        PERFORM choreo_send(recipient, '"follow-up 1"'), choreo_send(recipient, '"follow-up 2"');
+    END IF;
+    RETURN jsonb_build_object('transitions', jsonb_build_array(jsonb_build_object(
+        'events', jsonb_path_query_array(events, '$[*].id'), 'state', 'followed up')));
+END $$;
+SELECT choreo_send('follow', '"first"');
+SELECT choreo_process_batch('follow', 'follow_up(text, jsonb, jsonb)') AS sends_own;
+SELECT inbox_of('follow') AS outstanding;
+DROP FUNCTION follow_up(text, jsonb, jsonb);
 
 -- savepoints: sends and batches rolled back to a savepoint are undone
 BEGIN;
@@ -364,6 +414,16 @@ SELECT err($$SELECT * FROM choreograph.inbox$$) AS read_inbox_table;
 SELECT err($$SELECT * FROM choreograph.eventbox_states$$) AS read_states_table;
 SELECT err($$DELETE FROM choreograph.inbox$$) AS delete_inbox_table;
 SELECT err($$INSERT INTO choreograph.eventbox_states VALUES ('owned', '1', 9, 'regress_eventbox_other')$$) AS plant_state;
+-- a recipient whose batches never set a state belongs to its first
+-- processing role all the same
+SET ROLE regress_eventbox_owner;
+SELECT choreo_send('stateless', '1'), choreo_send('stateless', '2');
+SET regress.result = '{"garbage": [$1]}';
+SELECT choreo_process_batch('stateless', 'scripted(text, jsonb, jsonb)', 1) AS stateless_claim;
+SELECT * FROM choreo_state('stateless');
+SET ROLE regress_eventbox_other;
+SELECT err($$SELECT * FROM choreo_inbox('stateless')$$) AS stateless_inbox;
+SELECT err($$SELECT choreo_process_batch('stateless', 'scripted(text, jsonb, jsonb)')$$) AS stateless_process;
 -- a recipient nobody owns yet is anyone's
 SELECT choreo_send('nobodys', '"open"');
 SELECT inbox_of('nobodys') AS unowned_is_open, state_of('nobodys') AS unowned_state;

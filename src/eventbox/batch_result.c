@@ -19,13 +19,15 @@
 
 #include "eventbox/eventbox.h"
 
+/* problem is a sentence: what is wrong with the result */
 pg_noreturn static void
-Malformed(const char *processor, const char *message)
+Malformed(const char *processor, const char *problem)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("processor %s returned a malformed result: %s", processor, message),
-			 errdetail("A processor returns {\"transitions\": [{\"events\": [ids], \"state\": state}, ...], \"garbage\": [ids]}, naming each event of its batch at most once.")));
+			 errmsg("processor %s returned a malformed result", processor),
+			 errdetail_internal("%s", problem),
+			 errhint("A processor returns {\"transitions\": [{\"events\": [ids], \"state\": state}, ...], \"garbage\": [ids]}, naming each event of its batch at most once.")));
 }
 
 static const char *
@@ -58,28 +60,29 @@ IsContainer(const JsonbValue *value, bool object)
 }
 
 /*
- * An event id as written: an integer, else the result is malformed; 0
+ * An event id as written: an integer, else the result is malformed; false
  * for one no event can have (below 1, beyond bigint)
  */
-static int64
-EventId(const JsonbValue *value, const char *processor)
+static bool
+EventId(const JsonbValue *value, const char *processor, int64 *id)
 {
 	Datum		number;
 
 	if (value->type != jbvNumeric)
-		Malformed(processor, psprintf("an event id is %s, not a number", ValueTypeName(value)));
+		Malformed(processor, psprintf("An event id is %s, not a number.", ValueTypeName(value)));
 	number = NumericGetDatum(value->val.numeric);
 	if (!DatumGetBool(DirectFunctionCall2(numeric_eq, number,
 										  DirectFunctionCall2(numeric_trunc, number,
 															  Int32GetDatum(0)))))
-		Malformed(processor, psprintf("event id %s is not an integer",
+		Malformed(processor, psprintf("Event id %s is not an integer.",
 									  DatumGetCString(DirectFunctionCall1(numeric_out, number))));
 	if (DatumGetBool(DirectFunctionCall2(numeric_lt, number,
 										 NumericGetDatum(int64_to_numeric(1)))) ||
 		DatumGetBool(DirectFunctionCall2(numeric_gt, number,
 										 NumericGetDatum(int64_to_numeric(PG_INT64_MAX)))))
-		return 0;
-	return DatumGetInt64(DirectFunctionCall1(numeric_int8, number));
+		return false;
+	*id = DatumGetInt64(DirectFunctionCall1(numeric_int8, number));
+	return true;
 }
 
 /* Gives each id of an array (a container) its fate */
@@ -92,18 +95,20 @@ MarkEvents(const JsonbValue *array, const char *what, EventFate fate, const char
 	JsonbIteratorToken token;
 
 	if (!IsContainer(array, false))
-		Malformed(processor, psprintf("\"%s\" is %s, not an array", what, ValueTypeName(array)));
+		Malformed(processor, psprintf("The value of \"%s\" is %s, not an array.", what,
+									  ValueTypeName(array)));
 	it = JsonbIteratorInit(array->val.binary.data);
 	while ((token = JsonbIteratorNext(&it, &value, true)) != WJB_DONE)
 	{
-		int64		id;
+		int64		id = 0;
 		int			low = 0;
 		int			high = out->nevents - 1;
 		int			found = -1;
 
 		if (token != WJB_ELEM)
 			continue;
-		id = EventId(&value, processor);
+		if (!EventId(&value, processor, &id))
+			high = -1;			/* in no batch */
 		while (low <= high)
 		{
 			int			middle = low + (high - low) / 2;
@@ -119,11 +124,11 @@ MarkEvents(const JsonbValue *array, const char *what, EventFate fate, const char
 				high = middle - 1;
 		}
 		if (found < 0)
-			Malformed(processor, psprintf("event %s is not in the batch",
+			Malformed(processor, psprintf("Event %s is not in the batch.",
 										  DatumGetCString(DirectFunctionCall1(numeric_out,
 																			  NumericGetDatum(value.val.numeric)))));
 		if (out->fates[found] != EVENT_OUTSTANDING)
-			Malformed(processor, psprintf("event " INT64_FORMAT " is named twice", id));
+			Malformed(processor, psprintf("Event " INT64_FORMAT " is named twice.", id));
 		out->fates[found] = fate;
 		if (fate == EVENT_CONSUMED)
 			out->consumed++;
@@ -145,7 +150,7 @@ ReadTransition(const JsonbValue *transition, const char *processor, BatchResult 
 	bool		has_state = false;
 
 	if (!IsContainer(transition, true))
-		Malformed(processor, psprintf("a transition is %s, not an object",
+		Malformed(processor, psprintf("A transition is %s, not an object.",
 									  ValueTypeName(transition)));
 	it = JsonbIteratorInit(transition->val.binary.data);
 	while ((token = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
@@ -164,13 +169,13 @@ ReadTransition(const JsonbValue *transition, const char *processor, BatchResult 
 			has_state = true;
 		}
 		else
-			Malformed(processor, psprintf("a transition has an unknown key \"%.*s\"",
+			Malformed(processor, psprintf("A transition has an unknown key \"%.*s\".",
 										  key.val.string.len, key.val.string.val));
 	}
 	if (!has_state)
-		Malformed(processor, "a transition has no \"state\"");
+		Malformed(processor, "A transition has no \"state\".");
 	if (!has_events)
-		Malformed(processor, "a transition has no \"events\"");
+		Malformed(processor, "A transition has no \"events\".");
 }
 
 /*
@@ -199,7 +204,7 @@ BatchResultRead(Jsonb *result, const char *processor, BatchResult *out)
 			(void) JsonbExtractScalar(&result->root, &root);
 		else
 			root.type = jbvBinary, root.val.binary.data = &result->root;
-		Malformed(processor, psprintf("it is %s, not an object", ValueTypeName(&root)));
+		Malformed(processor, psprintf("The result is %s, not an object.", ValueTypeName(&root)));
 	}
 	it = JsonbIteratorInit(&result->root);
 	while ((token = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
@@ -213,7 +218,7 @@ BatchResultRead(Jsonb *result, const char *processor, BatchResult *out)
 			JsonbValue	transition;
 
 			if (!IsContainer(&value, false))
-				Malformed(processor, psprintf("\"transitions\" is %s, not an array",
+				Malformed(processor, psprintf("The value of \"transitions\" is %s, not an array.",
 											  ValueTypeName(&value)));
 			transitions = JsonbIteratorInit(value.val.binary.data);
 			while ((token = JsonbIteratorNext(&transitions, &transition, true)) != WJB_DONE)
@@ -227,7 +232,7 @@ BatchResultRead(Jsonb *result, const char *processor, BatchResult *out)
 		else if (key.val.string.len == 7 && memcmp(key.val.string.val, "garbage", 7) == 0)
 			MarkEvents(&value, "garbage", EVENT_GARBAGE, processor, out);
 		else
-			Malformed(processor, psprintf("it has an unknown key \"%.*s\"",
+			Malformed(processor, psprintf("The result has an unknown key \"%.*s\".",
 										  key.val.string.len, key.val.string.val));
 	}
 	if (out->moved && last_state.type != jbvNull)

@@ -24,18 +24,26 @@ extern void EventboxInit(void);
 /* inbox.c: sending, reading, and what both ask of a recipient */
 typedef struct RecipientState
 {
-	bool		exists;			/* it has a row of eventbox_states */
+	bool		exists;			/* it has a row of eventbox_states (an owner) */
 	Jsonb	   *state;			/* NULL: none (a JSON null is none too) */
 	int64		eversion;		/* 0 when it has no row */
 	Oid			owner;			/* InvalidOid when it has no row */
 } RecipientState;
+
+/* what a role asks to do with a recipient */
+typedef enum RecipientAccess
+{
+	RECIPIENT_PROCESS,
+	RECIPIENT_READ_INBOX,
+	RECIPIENT_READ_STATE
+} RecipientAccess;
 
 extern char *RecipientArgument(FunctionCallInfo fcinfo, int argno);
 extern void InboxFlushPending(void);
 extern void RecipientStateRead(const char *recipient, bool latest, MemoryContext cxt,
 							   RecipientState *out);
 extern void RecipientCheckAccess(const char *recipient, const RecipientState *state,
-								 Oid role, const char *action);
+								 Oid role, RecipientAccess access);
 
 /* batch_result.c: what a processor returned, checked against its batch */
 typedef enum EventFate

@@ -4,10 +4,10 @@
  *		choreo_inbox and choreo_state; and what every entry point asks of a
  *		recipient: its name, its state row, and whether a role may act on it.
  *
- * A recipient belongs to nobody until a batch first saves a state for it;
- * from then on it belongs to the role that ran that batch, and only that
- * role's members (and superusers) may process it or read its inbox and
- * state.  Anyone may send to any recipient (EXECUTE on choreo_send is
+ * A recipient belongs to nobody until its first batch that handed a
+ * processor events (which makes its row of eventbox_states); from then on
+ * it belongs to the role that ran that batch, and only that role's
+ * members (and superusers) may process it or read its inbox and state.  Anyone may send to any recipient (EXECUTE on choreo_send is
  * PUBLIC's, and can be revoked).
  */
 #include "postgres.h"
@@ -175,7 +175,7 @@ RecipientStateRead(const char *recipient, bool latest, MemoryContext cxt,
  */
 void
 RecipientCheckAccess(const char *recipient, const RecipientState *state, Oid role,
-					 const char *action)
+					 RecipientAccess access)
 {
 	const char *owner;
 
@@ -184,7 +184,11 @@ RecipientCheckAccess(const char *recipient, const RecipientState *state, Oid rol
 	owner = GetUserNameFromId(state->owner, true);
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied to %s recipient \"%s\"", action, recipient),
+			 access == RECIPIENT_PROCESS ?
+			 errmsg("permission denied to process recipient \"%s\"", recipient) :
+			 access == RECIPIENT_READ_INBOX ?
+			 errmsg("permission denied to read the inbox of recipient \"%s\"", recipient) :
+			 errmsg("permission denied to read the state of recipient \"%s\"", recipient),
 			 owner != NULL ?
 			 errdetail("The recipient belongs to role \"%s\": only its members may process it or read its inbox and state.", owner) :
 			 errdetail("The recipient belongs to a role that was dropped (%u): only a superuser may act on it.", state->owner)));
@@ -245,7 +249,7 @@ choreo_inbox(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	BeginExtensionWrite(&write, false);
 	RecipientStateRead(recipient, false, CurrentMemoryContext, &state);
-	RecipientCheckAccess(recipient, &state, write.caller, "read the inbox of");
+	RecipientCheckAccess(recipient, &state, write.caller, RECIPIENT_READ_INBOX);
 	if (plan == NULL)
 	{
 		Oid			argtypes[1] = {TEXTOID};
@@ -294,7 +298,7 @@ choreo_state(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	BeginExtensionWrite(&write, false);
 	RecipientStateRead(recipient, false, cxt, &state);
-	RecipientCheckAccess(recipient, &state, write.caller, "read the state of");
+	RecipientCheckAccess(recipient, &state, write.caller, RECIPIENT_READ_STATE);
 	EndExtensionWrite(&write);
 	nulls[0] = (state.state == NULL);
 	values[0] = nulls[0] ? (Datum) 0 : JsonbPGetDatum(state.state);

@@ -89,6 +89,15 @@ CheckEventboxProcessor(Oid processor)
 				 errmsg("%s cannot be the processor of an eventbox", signature),
 				 errdetail("A processor is a plain function of (recipient text, state jsonb, events jsonb) returning jsonb.")));
 	}
+	if (proc->proisstrict)
+	{
+		ReleaseSysCache(tuple);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("STRICT function %s cannot be the processor of an eventbox", signature),
+				 errdetail("A processor is handed a NULL state for a recipient that has none, which a STRICT function would not be called for."),
+				 errhint("Declare it CALLED ON NULL INPUT.")));
+	}
 	if (proc->proretset || proc->prorettype != JSONBOID)
 	{
 		char	   *returns = format_type_be(proc->prorettype);
@@ -275,23 +284,31 @@ DeleteEvents(const char *recipient, const Batch *batch, const BatchResult *resul
 				 errdetail("%d of the %d events to delete were gone.", n - (int) SPI_processed, n)));
 }
 
-/* Saves the state with its next eversion; between Begin/EndExtensionWrite */
+/*
+ * Saves the state with its eversion: a recipient without a row gets one,
+ * owned by owner (eversion 1 if the state changed, else 0); one with a row
+ * is updated if changed.  Between Begin/EndExtensionWrite.
+ */
 static void
-SaveState(const char *recipient, const RecipientState *loaded, Jsonb *state, Oid owner)
+SaveState(const char *recipient, const RecipientState *loaded, bool changed, Jsonb *state,
+		  Oid owner)
 {
 	static SPIPlanPtr insert_plan = NULL;
 	static SPIPlanPtr update_plan = NULL;
 	SPIPlanPtr	plan;
-	Datum		args[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Datum		args[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	int			rc;
+
+	if (loaded->exists && !changed)
+		return;
 
 	if (insert_plan == NULL)
 	{
-		Oid			argtypes[3] = {TEXTOID, JSONBOID, OIDOID};
+		Oid			argtypes[4] = {TEXTOID, JSONBOID, OIDOID, INT8OID};
 		SPIPlanPtr	p = SPI_prepare("INSERT INTO " CHOREO_SCHEMA ".eventbox_states"
 									" (recipient, state, eversion, owner)"
-									" VALUES ($1, $2, 1, $3::pg_catalog.regrole)", 3, argtypes);
+									" VALUES ($1, $2, $4, $3::pg_catalog.regrole)", 4, argtypes);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "could not prepare the insert of a state");
@@ -320,6 +337,7 @@ SaveState(const char *recipient, const RecipientState *loaded, Jsonb *state, Oid
 	{
 		plan = insert_plan;
 		args[2] = ObjectIdGetDatum(owner);
+		args[3] = Int64GetDatum(changed ? 1 : 0);
 	}
 	CommandCounterIncrement();
 	rc = SPI_execute_snapshot(plan, args, nulls, GetLatestSnapshot(), InvalidSnapshot,
@@ -423,11 +441,14 @@ choreo_process_batch(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("processor must not be null")));
-	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
+	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s of choreo_process_batch must not be null",
-						PG_ARGISNULL(2) ? "max_events" : "wait")));
+				 errmsg("max_events of choreo_process_batch must not be null")));
+	if (PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("wait of choreo_process_batch must not be null")));
 	processor = PG_GETARG_OID(1);
 	max_events = PG_GETARG_INT32(2);
 	wait = PG_GETARG_BOOL(3);
@@ -441,6 +462,18 @@ choreo_process_batch(PG_FUNCTION_ARGS)
 	signature = CheckEventboxProcessor(processor);
 	CheckNotProcessing(recipient);
 
+	/*
+	 * Another role's recipient is refused before its lock is asked for: a
+	 * role that may not process it must not hold it either.  A recipient
+	 * once owned stays owned, so this check cannot be outdated by the time
+	 * the lock is granted; the one after it catches a recipient owned
+	 * meanwhile.
+	 */
+	BeginExtensionWrite(&write, false);
+	RecipientStateRead(recipient, true, cxt, &loaded);
+	RecipientCheckAccess(recipient, &loaded, write.caller, RECIPIENT_PROCESS);
+	EndExtensionWrite(&write);
+
 	if (!ChoreoLockAcquire(CHOREO_LOCK_RECIPIENT, ChoreoLockKey(recipient, NULL, 0),
 						   ExclusiveLock, wait))
 		ereport(ERROR,
@@ -452,7 +485,7 @@ choreo_process_batch(PG_FUNCTION_ARGS)
 
 	BeginExtensionWrite(&write, false);
 	RecipientStateRead(recipient, true, cxt, &loaded);
-	RecipientCheckAccess(recipient, &loaded, write.caller, "process");
+	RecipientCheckAccess(recipient, &loaded, write.caller, RECIPIENT_PROCESS);
 	ReadBatch(recipient, max_events, cxt, &batch);
 	EndExtensionWrite(&write);
 	if (batch.nevents == 0)
@@ -462,13 +495,15 @@ choreo_process_batch(PG_FUNCTION_ARGS)
 	result.ids = batch.ids;
 	BatchResultRead(CallProcessor(processor, signature, recipient, &loaded, &batch),
 					signature, &result);
+	/* what the processor sent, to this recipient too, is outstanding now */
+	InboxFlushPending();
 
 	changed = result.moved && !SameState(result.state, loaded.state);
 	eversion = loaded.eversion + (changed ? 1 : 0);
 	BeginExtensionWrite(&write, false);
 	DeleteEvents(recipient, &batch, &result);
-	if (changed)
-		SaveState(recipient, &loaded, result.state, write.caller);
+	/* the first batch handed events makes the recipient its caller's */
+	SaveState(recipient, &loaded, changed, result.state, write.caller);
 	remaining = CountOutstanding(recipient);
 	EndExtensionWrite(&write);
 	PG_RETURN_JSONB_P(BatchSummary(result.consumed, result.garbage, eversion, remaining));
