@@ -391,7 +391,7 @@ SELECT left(err($$SELECT choreo_send('bad', '1'), choreo_flush()$$), 5) AS read_
 ROLLBACK;
 
 -- roles.  Anyone may send; a recipient belongs to the role whose batch
--- first saved its state, and only that role's members may then process
+-- first processed events of it, and only that role's members may then process
 -- it or read its inbox and state (42501); nobody's recipient is anyone's
 CREATE ROLE regress_eventbox_owner;
 CREATE ROLE regress_eventbox_member IN ROLE regress_eventbox_owner;
