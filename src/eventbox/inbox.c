@@ -60,33 +60,26 @@ RecipientArgument(FunctionCallInfo fcinfo, int argno)
 	return name;
 }
 
-/* The transaction's pending sends, or NULL when it has none */
-static PendingBuffer *
-FindPendingInbox(void)
+/* The inbox's identity as a pending state's key: it has one */
+static void
+InboxId(DefinitionId *id)
 {
-	DefinitionId id;
-	PendingBuffer *buffer;
-
-	memset(&id, 0, sizeof(id));
-	id.namespace = InvalidOid;
-	namestrcpy(&id.name, InboxKind.table);
-	buffer = PendingBufferFind(&InboxKind, &id);
-	if (buffer != NULL && PendingBufferTakesItems(buffer))
-		return buffer;
-	return NULL;
+	memset(id, 0, sizeof(*id));
+	id->namespace = InvalidOid;
+	namestrcpy(&id->name, InboxKind.table);
 }
 
+/* The transaction's pending sends that take items, made if there are none */
 static PendingBuffer *
 PendingInbox(void)
 {
 	DefinitionId id;
-	PendingBuffer *buffer = FindPendingInbox();
+	PendingBuffer *buffer;
 
-	if (buffer != NULL)
+	InboxId(&id);
+	buffer = PendingBufferFind(&InboxKind, &id);
+	if (buffer != NULL && PendingBufferTakesItems(buffer))
 		return buffer;
-	memset(&id, 0, sizeof(id));
-	id.namespace = InvalidOid;
-	namestrcpy(&id.name, InboxKind.table);
 	return PendingBufferCreate(&InboxKind, &id, &InboxSink,
 							   ChoreoRelationOid("inbox", false), INBOX_MAX_BATCH);
 }
@@ -101,9 +94,7 @@ InboxFlushPending(void)
 	DefinitionId id;
 	PendingBuffer *buffer;
 
-	memset(&id, 0, sizeof(id));
-	id.namespace = InvalidOid;
-	namestrcpy(&id.name, InboxKind.table);
+	InboxId(&id);
 	buffer = PendingBufferFind(&InboxKind, &id);
 	if (buffer != NULL && buffer->npending > 0)
 		(void) PendingBufferFlush(buffer);
@@ -128,14 +119,11 @@ RecipientStateRead(const char *recipient, bool latest, MemoryContext cxt,
 	if (plan == NULL)
 	{
 		Oid			argtypes[1] = {TEXTOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT state, eversion, owner::pg_catalog.oid"
-									"  FROM " CHOREO_SCHEMA ".eventbox_states"
-									" WHERE recipient OPERATOR(pg_catalog.=) $1",
-									1, argtypes);
 
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the read of a recipient's state");
-		plan = p;
+		plan = PrepareKeptPlan("SELECT state, eversion, owner::pg_catalog.oid"
+							   "  FROM " CHOREO_SCHEMA ".eventbox_states"
+							   " WHERE recipient OPERATOR(pg_catalog.=) $1",
+							   1, argtypes);
 	}
 	args[0] = CStringGetTextDatum(recipient);
 	CommandCounterIncrement();
@@ -253,13 +241,10 @@ choreo_inbox(PG_FUNCTION_ARGS)
 	if (plan == NULL)
 	{
 		Oid			argtypes[1] = {TEXTOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT id, value, created_at FROM " CHOREO_SCHEMA ".inbox"
-									" WHERE recipient OPERATOR(pg_catalog.=) $1 ORDER BY id",
-									1, argtypes);
 
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the read of an inbox");
-		plan = p;
+		plan = PrepareKeptPlan("SELECT id, value, created_at FROM " CHOREO_SCHEMA ".inbox"
+							   " WHERE recipient OPERATOR(pg_catalog.=) $1 ORDER BY id",
+							   1, argtypes);
 	}
 	args[0] = CStringGetTextDatum(recipient);
 	/* not read-only: a snapshot that sees the sends just written */

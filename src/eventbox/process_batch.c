@@ -135,13 +135,10 @@ ReadBatch(const char *recipient, int max_events, MemoryContext cxt, Batch *batch
 	if (plan == NULL)
 	{
 		Oid			argtypes[2] = {TEXTOID, INT4OID};
-		SPIPlanPtr	p = SPI_prepare("SELECT id, value FROM " CHOREO_SCHEMA ".inbox"
-									" WHERE recipient OPERATOR(pg_catalog.=) $1"
-									" ORDER BY id LIMIT $2", 2, argtypes);
 
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the read of a batch");
-		plan = p;
+		plan = PrepareKeptPlan("SELECT id, value FROM " CHOREO_SCHEMA ".inbox"
+							   " WHERE recipient OPERATOR(pg_catalog.=) $1"
+							   " ORDER BY id LIMIT $2", 2, argtypes);
 	}
 	args[0] = CStringGetTextDatum(recipient);
 	args[1] = Int32GetDatum(max_events);
@@ -256,13 +253,10 @@ DeleteEvents(const char *recipient, const Batch *batch, const BatchResult *resul
 	if (plan == NULL)
 	{
 		Oid			argtypes[2] = {TEXTOID, INT8ARRAYOID};
-		SPIPlanPtr	p = SPI_prepare("DELETE FROM " CHOREO_SCHEMA ".inbox"
-									" WHERE recipient OPERATOR(pg_catalog.=) $1"
-									"   AND id OPERATOR(pg_catalog.=) ANY ($2)", 2, argtypes);
 
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the delete of events");
-		plan = p;
+		plan = PrepareKeptPlan("DELETE FROM " CHOREO_SCHEMA ".inbox"
+							   " WHERE recipient OPERATOR(pg_catalog.=) $1"
+							   "   AND id OPERATOR(pg_catalog.=) ANY ($2)", 2, argtypes);
 	}
 	ids = palloc(sizeof(Datum) * ndelete);
 	for (int i = 0; i < batch->nevents; i++)
@@ -306,24 +300,18 @@ SaveState(const char *recipient, const RecipientState *loaded, bool changed, Jso
 	if (insert_plan == NULL)
 	{
 		Oid			argtypes[4] = {TEXTOID, JSONBOID, OIDOID, INT8OID};
-		SPIPlanPtr	p = SPI_prepare("INSERT INTO " CHOREO_SCHEMA ".eventbox_states"
-									" (recipient, state, eversion, owner)"
-									" VALUES ($1, $2, $4, $3::pg_catalog.regrole)", 4, argtypes);
 
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the insert of a state");
-		insert_plan = p;
+		insert_plan = PrepareKeptPlan("INSERT INTO " CHOREO_SCHEMA ".eventbox_states"
+									  " (recipient, state, eversion, owner)"
+									  " VALUES ($1, $2, $4, $3::pg_catalog.regrole)", 4, argtypes);
 	}
 	if (update_plan == NULL)
 	{
 		Oid			argtypes[3] = {TEXTOID, JSONBOID, INT8OID};
-		SPIPlanPtr	p = SPI_prepare("UPDATE " CHOREO_SCHEMA ".eventbox_states"
-									"   SET state = $2, eversion = $3, updated_at = pg_catalog.now()"
-									" WHERE recipient OPERATOR(pg_catalog.=) $1", 3, argtypes);
 
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the update of a state");
-		update_plan = p;
+		update_plan = PrepareKeptPlan("UPDATE " CHOREO_SCHEMA ".eventbox_states"
+									  "   SET state = $2, eversion = $3, updated_at = pg_catalog.now()"
+									  " WHERE recipient OPERATOR(pg_catalog.=) $1", 3, argtypes);
 	}
 	args[0] = CStringGetTextDatum(recipient);
 	args[1] = state != NULL ? JsonbPGetDatum(state) : (Datum) 0;
@@ -358,12 +346,9 @@ CountOutstanding(const char *recipient)
 	if (plan == NULL)
 	{
 		Oid			argtypes[1] = {TEXTOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT pg_catalog.count(*) FROM " CHOREO_SCHEMA ".inbox"
-									" WHERE recipient OPERATOR(pg_catalog.=) $1", 1, argtypes);
 
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the count of an inbox");
-		plan = p;
+		plan = PrepareKeptPlan("SELECT pg_catalog.count(*) FROM " CHOREO_SCHEMA ".inbox"
+							   " WHERE recipient OPERATOR(pg_catalog.=) $1", 1, argtypes);
 	}
 	args[0] = CStringGetTextDatum(recipient);
 	CommandCounterIncrement();

@@ -114,6 +114,21 @@ EndExtensionWrite(ExtensionWrite *write)
 	SetUserIdAndSecContext(write->saved_userid, write->saved_sec_context);
 }
 
+/*
+ * A query's plan, prepared once and kept for the backend's life (its
+ * callers keep it in a static pointer, asking only while it is NULL)
+ */
+SPIPlanPtr
+PrepareKeptPlan(const char *query, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(query, nargs, argtypes);
+
+	if (plan == NULL || SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not prepare \"%s\": %s", query,
+			 SPI_result_code_string(SPI_result));
+	return plan;
+}
+
 /* Runs one statement between Begin/EndExtensionWrite; returns rows processed */
 uint64
 ExecuteExtensionQuery(const char *query, int nargs, Oid *argtypes,

@@ -159,6 +159,7 @@ typedef struct ExtensionWrite
 
 extern void BeginExtensionWrite(ExtensionWrite *write, bool pin_search_path);
 extern void EndExtensionWrite(ExtensionWrite *write);
+extern struct _SPI_plan *PrepareKeptPlan(const char *query, int nargs, Oid *argtypes);
 extern uint64 ExecuteExtensionQuery(const char *query, int nargs, Oid *argtypes,
 									Datum *args, int expected);
 extern void InsertExtensionRows(const char *table, AttrNumber *attnums, Oid *types,

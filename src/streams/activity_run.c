@@ -105,23 +105,20 @@ ActivityRunPrepare(const Activity *activity, ActivityRun *run)
 	if (plan == NULL)
 	{
 		Oid			argtypes[3] = {INT8OID, INT8OID, INT4OID};
-		SPIPlanPtr	p = SPI_prepare("SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
-									"           'seq', e.seq, 'payload', e.payload, 'created_at', e.created_at)"
-									"         ORDER BY e.seq) FILTER (WHERE e.n OPERATOR(pg_catalog.<=) $3), '[]'),"
-									"       pg_catalog.count(*) FILTER (WHERE e.n OPERATOR(pg_catalog.<=) $3),"
-									"       pg_catalog.max(e.seq) FILTER (WHERE e.n OPERATOR(pg_catalog.<=) $3),"
-									"       pg_catalog.count(*) OPERATOR(pg_catalog.>) $3"
-									"  FROM (SELECT v.seq, v.payload, v.created_at,"
-									"               pg_catalog.row_number() OVER (ORDER BY v.seq) AS n"
-									"          FROM " CHOREO_SCHEMA ".events v"
-									"         WHERE v.entity_id OPERATOR(pg_catalog.=) $1"
-									"           AND v.seq OPERATOR(pg_catalog.>) $2"
-									"         ORDER BY v.seq LIMIT $3 OPERATOR(pg_catalog.+) 1) e",
-									3, argtypes);
 
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the read of a batch of events");
-		plan = p;
+		plan = PrepareKeptPlan("SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
+							   "           'seq', e.seq, 'payload', e.payload, 'created_at', e.created_at)"
+							   "         ORDER BY e.seq) FILTER (WHERE e.n OPERATOR(pg_catalog.<=) $3), '[]'),"
+							   "       pg_catalog.count(*) FILTER (WHERE e.n OPERATOR(pg_catalog.<=) $3),"
+							   "       pg_catalog.max(e.seq) FILTER (WHERE e.n OPERATOR(pg_catalog.<=) $3),"
+							   "       pg_catalog.count(*) OPERATOR(pg_catalog.>) $3"
+							   "  FROM (SELECT v.seq, v.payload, v.created_at,"
+							   "               pg_catalog.row_number() OVER (ORDER BY v.seq) AS n"
+							   "          FROM " CHOREO_SCHEMA ".events v"
+							   "         WHERE v.entity_id OPERATOR(pg_catalog.=) $1"
+							   "           AND v.seq OPERATOR(pg_catalog.>) $2"
+							   "         ORDER BY v.seq LIMIT $3 OPERATOR(pg_catalog.+) 1) e",
+							   3, argtypes);
 	}
 	args[0] = Int64GetDatum(run->entity_id);
 	args[1] = Int64GetDatum(run->tail);
@@ -232,32 +229,29 @@ ActivityRunStore(const Activity *activity, ActivityRun *run, Datum result, bool 
 	if (plan == NULL)
 	{
 		Oid			argtypes[6] = {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, BOOLOID, INT4OID};
-		SPIPlanPtr	p = SPI_prepare("UPDATE " CHOREO_SCHEMA ".activity_cursors c"
-									"   SET tail = $2, has_run = true, updated_at = pg_catalog.now(),"
-									"       state = CASE WHEN $3 OPERATOR(pg_catalog.=) 'done' THEN 'done' ELSE 'active' END,"
-									"       attempts = CASE WHEN $3 OPERATOR(pg_catalog.=) 'retry'"
-									"                  THEN c.attempts OPERATOR(pg_catalog.+) 1 ELSE 0 END,"
-									"       errors = 0,"
-									"       last_error = CASE WHEN $3 OPERATOR(pg_catalog.=) 'retry'"
-									"                    THEN c.last_error END,"
-									"       next_run_at = CASE"
-									"           WHEN $3 OPERATOR(pg_catalog.=) 'done' THEN NULL"
-									"           WHEN $3 OPERATOR(pg_catalog.=) 'retry' THEN COALESCE($4,"
-									"               pg_catalog.now() OPERATOR(pg_catalog.+) LEAST(a.backoff_base"
-									"                 OPERATOR(pg_catalog.*) pg_catalog.power(2, LEAST(c.attempts, 30)),"
-									"                 a.backoff_max))"
-									"           WHEN a.engine OPERATOR(pg_catalog.=) 'manual' THEN NULL"
-									"           WHEN $5 THEN pg_catalog.now()"
-									"           ELSE NULL END"
-									"  FROM " CHOREO_SCHEMA ".activities a"
-									" WHERE a.id OPERATOR(pg_catalog.=) c.activity_id"
-									"   AND a.id OPERATOR(pg_catalog.=) $6"
-									"   AND c.id OPERATOR(pg_catalog.=) $1",
-									6, argtypes);
 
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the update of a cursor");
-		plan = p;
+		plan = PrepareKeptPlan("UPDATE " CHOREO_SCHEMA ".activity_cursors c"
+							   "   SET tail = $2, has_run = true, updated_at = pg_catalog.now(),"
+							   "       state = CASE WHEN $3 OPERATOR(pg_catalog.=) 'done' THEN 'done' ELSE 'active' END,"
+							   "       attempts = CASE WHEN $3 OPERATOR(pg_catalog.=) 'retry'"
+							   "                  THEN c.attempts OPERATOR(pg_catalog.+) 1 ELSE 0 END,"
+							   "       errors = 0,"
+							   "       last_error = CASE WHEN $3 OPERATOR(pg_catalog.=) 'retry'"
+							   "                    THEN c.last_error END,"
+							   "       next_run_at = CASE"
+							   "           WHEN $3 OPERATOR(pg_catalog.=) 'done' THEN NULL"
+							   "           WHEN $3 OPERATOR(pg_catalog.=) 'retry' THEN COALESCE($4,"
+							   "               pg_catalog.now() OPERATOR(pg_catalog.+) LEAST(a.backoff_base"
+							   "                 OPERATOR(pg_catalog.*) pg_catalog.power(2, LEAST(c.attempts, 30)),"
+							   "                 a.backoff_max))"
+							   "           WHEN a.engine OPERATOR(pg_catalog.=) 'manual' THEN NULL"
+							   "           WHEN $5 THEN pg_catalog.now()"
+							   "           ELSE NULL END"
+							   "  FROM " CHOREO_SCHEMA ".activities a"
+							   " WHERE a.id OPERATOR(pg_catalog.=) c.activity_id"
+							   "   AND a.id OPERATOR(pg_catalog.=) $6"
+							   "   AND c.id OPERATOR(pg_catalog.=) $1",
+							   6, argtypes);
 	}
 	args[0] = Int64GetDatum(run->cursor_id);
 	args[1] = Int64GetDatum(tail);

@@ -179,27 +179,21 @@ choreo_events(PG_FUNCTION_ARGS)
 	if (entity_plan == NULL)
 	{
 		Oid			argtypes[2] = {TEXTOID, TEXTOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT id FROM " CHOREO_SCHEMA ".stream_entities"
-									" WHERE stream OPERATOR(pg_catalog.=) $1"
-									"   AND entity OPERATOR(pg_catalog.=) $2", 2, argtypes);
 
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the read of an entity");
-		entity_plan = p;
+		entity_plan = PrepareKeptPlan("SELECT id FROM " CHOREO_SCHEMA ".stream_entities"
+									  " WHERE stream OPERATOR(pg_catalog.=) $1"
+									  "   AND entity OPERATOR(pg_catalog.=) $2", 2, argtypes);
 	}
 	if (plan == NULL)
 	{
 		Oid			argtypes[3] = {INT8OID, INT8OID, INT4OID};
-		SPIPlanPtr	p = SPI_prepare("SELECT e.seq, e.payload, e.created_at"
-									"  FROM " CHOREO_SCHEMA ".events e"
-									" WHERE e.entity_id OPERATOR(pg_catalog.=) $1"
-									"   AND e.seq OPERATOR(pg_catalog.>) $2"
-									" ORDER BY e.seq LIMIT $3",
-									3, argtypes);
 
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the read of events");
-		plan = p;
+		plan = PrepareKeptPlan("SELECT e.seq, e.payload, e.created_at"
+							   "  FROM " CHOREO_SCHEMA ".events e"
+							   " WHERE e.entity_id OPERATOR(pg_catalog.=) $1"
+							   "   AND e.seq OPERATOR(pg_catalog.>) $2"
+							   " ORDER BY e.seq LIMIT $3",
+							   3, argtypes);
 	}
 	args[0] = CStringGetTextDatum(stream);
 	args[1] = CStringGetTextDatum(entity);

@@ -184,17 +184,14 @@ ReadEntity(const char *stream, const char *entity, int len, int64 *id, int64 *he
 	if (plan == NULL)
 	{
 		Oid			argtypes[2] = {TEXTOID, TEXTOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT s.id, COALESCE((SELECT e.seq FROM " CHOREO_SCHEMA ".events e"
-									"  WHERE e.entity_id OPERATOR(pg_catalog.=) s.id"
-									"  ORDER BY e.seq DESC LIMIT 1), 0)"
-									"  FROM " CHOREO_SCHEMA ".stream_entities s"
-									" WHERE s.stream OPERATOR(pg_catalog.=) $1"
-									"   AND s.entity OPERATOR(pg_catalog.=) $2",
-									2, argtypes);
 
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the read of an entity's head");
-		plan = p;
+		plan = PrepareKeptPlan("SELECT s.id, COALESCE((SELECT e.seq FROM " CHOREO_SCHEMA ".events e"
+							   "  WHERE e.entity_id OPERATOR(pg_catalog.=) s.id"
+							   "  ORDER BY e.seq DESC LIMIT 1), 0)"
+							   "  FROM " CHOREO_SCHEMA ".stream_entities s"
+							   " WHERE s.stream OPERATOR(pg_catalog.=) $1"
+							   "   AND s.entity OPERATOR(pg_catalog.=) $2",
+							   2, argtypes);
 	}
 	args[0] = CStringGetTextDatum(stream);
 	args[1] = PointerGetDatum(cstring_to_text_with_len(entity, len));
@@ -222,12 +219,9 @@ CreateEntity(const char *stream, const char *entity, int len)
 	if (plan == NULL)
 	{
 		Oid			argtypes[2] = {TEXTOID, TEXTOID};
-		SPIPlanPtr	p = SPI_prepare("INSERT INTO " CHOREO_SCHEMA ".stream_entities (stream, entity)"
-									" VALUES ($1, $2) RETURNING id", 2, argtypes);
 
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the insert of an entity");
-		plan = p;
+		plan = PrepareKeptPlan("INSERT INTO " CHOREO_SCHEMA ".stream_entities (stream, entity)"
+							   " VALUES ($1, $2) RETURNING id", 2, argtypes);
 	}
 	args[0] = CStringGetTextDatum(stream);
 	args[1] = PointerGetDatum(cstring_to_text_with_len(entity, len));
