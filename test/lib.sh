@@ -101,11 +101,21 @@ need_packages() {
     with_lock apt 1200 "another run's package installation" install_packages "$@"
 }
 
-# want_packages PACKAGE...: installs them if it can, and says so if not
+# want_packages PACKAGE...: installs them if it can (from the package lists
+# as they are, then once more after one update), and says so if not
 want_packages() {
     [ -z "$(missing_packages "$@")" ] && return 0
-    (with_lock apt 1200 "another run's package installation" install_packages "$@") \
+    (with_lock apt 1200 "another run's package installation" try_install_packages "$@") \
         || log "could not install $*: the tests that need them are skipped"
+}
+try_install_packages() {
+    local install=(as_root env DEBIAN_FRONTEND=noninteractive apt-get "${APT_OPTIONS[@]}" install
+        -y -qq -o Dpkg::Options::=--force-confold)
+    [ -z "$(missing_packages "$@")" ] && return 0
+    log "installing $* (optional)"
+    "${install[@]}" "$@" >/dev/null 2>&1 && return 0
+    as_root apt-get "${APT_OPTIONS[@]}" update -qq >/dev/null 2>&1 || return 1
+    "${install[@]}" "$@" >/dev/null 2>&1
 }
 
 APT_OPTIONS=(-o DPkg::Lock::Timeout=600)
