@@ -5,6 +5,7 @@ MODULE_big = choreograph
 OBJS = \
 	src/choreograph.o \
 	src/shared/advisory_lock.o \
+	src/shared/citus_tables.o \
 	src/shared/definition_cache.o \
 	src/shared/direct_insert.o \
 	src/shared/extension_write.o \

@@ -7,7 +7,7 @@
  *		per page rather than per row), then indexed.
  *
  * Only tables that need nothing else of a planned INSERT take this path:
- * plain tables (not partitioned, no rules) without BEFORE or INSTEAD OF
+ * plain tables (not partitioned, no rules, not managed by Citus) without BEFORE or INSTEAD OF
  * row triggers on INSERT and without row-level security for the writing
  * role, in a read-write transaction.  For those it does everything the
  * INSERT would: the same privilege check on the named columns, defaults
@@ -84,6 +84,9 @@ DirectInsertPossible(Relation rel, const DirectInsertColumns *columns)
 	TupleDesc	desc = RelationGetDescr(rel);
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rules != NULL)
+		return false;
+	/* Citus's shell of a table: only its executor writes where the rows belong */
+	if (RelationIsCitusTable(RelationGetRelid(rel)))
 		return false;
 	if (triggers != NULL &&
 		(triggers->trig_insert_before_row || triggers->trig_insert_instead_row))

@@ -294,6 +294,9 @@ typedef struct TransactionParticipant
 extern void TransactionCallbacksInit(void);
 extern void TransactionRegisterParticipant(const TransactionParticipant *participant);
 
+/* citus_tables.c: tables whose rows Citus keeps in shards */
+extern bool RelationIsCitusTable(Oid relid);
+
 /* direct_insert.c: writing rows without planning an INSERT */
 typedef struct DirectInsertColumns
 {
