@@ -1,7 +1,7 @@
 -- scale-out: a buffer into a distributed table writes through Citus (its
 -- rows land in the shards, on the workers, and every query sees them),
 -- as choreo_fire_and_wait always did; run on the coordinator by
--- test/citus/run
+-- test/run (the scale-out suite, in PostgreSQL 17's root)
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS choreograph;
