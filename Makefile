@@ -57,7 +57,7 @@ OBJS = \
 	src/workers/worker_session.o \
 	src/workers/worker_transaction.o
 
-DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0.2--0.3.sql sql/choreograph--0.3--0.4.sql sql/choreograph--0.4--0.5.sql sql/choreograph--0.5--0.6.sql
+DATA = sql/choreograph--0.1.sql sql/choreograph--0.1--0.2.sql sql/choreograph--0.2--0.3.sql sql/choreograph--0.3--0.4.sql sql/choreograph--0.4--0.5.sql sql/choreograph--0.5--0.6.sql sql/choreograph--0.6--0.7.sql
 PGFILEDESC = "choreograph - transactional orchestration"
 
 # pg_regress files, one per feature, in the order they run

@@ -150,3 +150,19 @@ SELECT f AS function, has_function_privilege('public', f, 'EXECUTE') AS public_e
                     'choreo_process_batch(text, regprocedure, integer, boolean)']) AS f;
 \c contrib_regression
 DROP DATABASE choreo_upgrade;
+
+-- an update from 0.6 to 0.7: the eventbox stays, and choreo_distribute()
+-- is there, for the superuser only, and refuses without Citus (nothing is
+-- changed: the steps keep their foreign key)
+CREATE DATABASE choreo_upgrade;
+\c choreo_upgrade
+CREATE EXTENSION choreograph VERSION '0.6';
+SELECT choreo_send('kept', '{"before": "upgrade"}');
+ALTER EXTENSION choreograph UPDATE TO '0.7';
+SELECT extversion FROM pg_extension WHERE extname = 'choreograph';
+SELECT value FROM choreo_inbox('kept');
+SELECT has_function_privilege('public', 'choreo_distribute()', 'EXECUTE') AS public_executes;
+SELECT choreo_distribute();
+SELECT conname FROM pg_constraint WHERE conrelid = 'choreograph.steps'::regclass AND contype = 'f';
+\c contrib_regression
+DROP DATABASE choreo_upgrade;

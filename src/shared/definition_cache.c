@@ -207,7 +207,7 @@ DefinitionCacheLookup(DefinitionCache *cache, const DefinitionId *resolved)
 			definition = cache->methods->load(&id, cxt);
 			/* which tables to watch, now that they are known to be there */
 			for (int t = 0; definition != NULL && cache->methods->tables[t] != NULL; t++)
-				cache->relids[t] = ChoreoRelationOid(cache->methods->tables[t], false);
+				cache->relids[t] = ChoreoTableToRead(cache->methods->tables[t]);
 		}
 		PG_FINALLY();
 		{

@@ -210,7 +210,7 @@ FindDefinition(const DefinitionKind *kind, const DefinitionName *name, Definitio
 {
 	Oid		   *path;
 	int			npath;
-	char		query[256];
+	char	   *query;
 	Oid			argtypes[2] = {TEXTOID, OIDARRAYOID};
 	Datum		args[2];
 	Datum	   *elems;
@@ -228,11 +228,11 @@ FindDefinition(const DefinitionKind *kind, const DefinitionName *name, Definitio
 	args[0] = CStringGetTextDatum(name->name);
 	args[1] = PointerGetDatum(construct_array(elems, npath, OIDOID, sizeof(Oid), true,
 											  TYPALIGN_INT));
-	snprintf(query, sizeof(query),
-			 "SELECT namespace::pg_catalog.oid FROM " CHOREO_SCHEMA ".%s"
-			 " WHERE name OPERATOR(pg_catalog.=) $1"
-			 "   AND namespace::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2)",
-			 kind->table);
+	/* this node's copy of the table (shared/citus_tables.c) */
+	query = psprintf("SELECT namespace::pg_catalog.oid FROM %s"
+					 " WHERE name OPERATOR(pg_catalog.=) $1"
+					 "   AND namespace::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2)",
+					 ChoreoTableToReadName(kind->table));
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -296,6 +296,8 @@ extern void TransactionRegisterParticipant(const TransactionParticipant *partici
 
 /* citus_tables.c: tables whose rows Citus keeps in shards */
 extern bool RelationIsCitusTable(Oid relid);
+extern Oid	ChoreoTableToRead(const char *relname);
+extern char *ChoreoTableToReadName(const char *relname);
 
 /* direct_insert.c: writing rows without planning an INSERT */
 typedef struct DirectInsertColumns
