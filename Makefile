@@ -19,6 +19,7 @@ OBJS = \
 	src/shared/schema_drop.o \
 	src/shared/session_reset.o \
 	src/shared/settings.o \
+	src/shared/shard_rows.o \
 	src/shared/subtransaction.o \
 	src/shared/transaction.o \
 	src/shared/trigger_row.o \

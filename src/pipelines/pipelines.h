@@ -106,11 +106,13 @@ extern void ValidateStepFunction(Oid function, const char *role, const char *pip
 /*
  * The input of a run.  Both forms are made on first use: a trigger run only
  * builds the row datum if a step takes the row, and the jsonb form (which
- * for a trigger run is the envelope) if a step takes jsonb.
+ * for a trigger run is the envelope) if a step takes jsonb.  A row of a
+ * Citus shard is the input as a row of its table (shared/shard_rows.c).
  */
 typedef struct RunInput
 {
 	Oid			type;			/* InvalidOid for a run without input */
+	Oid			shard_type;		/* a trigger on a Citus shard: the row's own type */
 	bool		value_ready;
 	Datum		value;
 	bool		isnull;

@@ -64,6 +64,8 @@ InputValue(RunInput *input, Datum *value, bool *isnull)
 	{
 		Assert(input->trigger != NULL);
 		input->value = TriggerRowDatum(input->trigger);
+		if (OidIsValid(input->shard_type))
+			input->value = ShardRowAsTableRow(input->shard_type, input->value);
 		input->isnull = false;
 		input->value_ready = true;
 	}
@@ -482,6 +484,7 @@ typedef struct RunCallCache
 	char	   *name;
 	int			len;
 	Oid			input_type;
+	Oid			table_type;		/* input_type is a Citus shard's: its table's */
 	PipelineRef pipeline;		/* what the name found last */
 } RunCallCache;
 
@@ -526,15 +529,27 @@ InputFromCall(FunctionCallInfo fcinfo, RunCallCache *cache, RunInput *input)
 		return;					/* a run without input */
 
 	if (!OidIsValid(cache->input_type))
-		cache->input_type = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	{
+		Oid			type = get_fn_expr_argtype(fcinfo->flinfo, 1);
+
+		if (!OidIsValid(type))
+			ereport(ERROR,
+					(errcode(ERRCODE_INDETERMINATE_DATATYPE),
+					 errmsg("could not determine the type of the pipeline's input")));
+		/* a whole-row reference Citus rewrote for the shard holding the row */
+		cache->table_type = ShardRowTableType(type);
+		cache->input_type = type;
+	}
 	input->type = cache->input_type;
-	if (!OidIsValid(input->type))
-		ereport(ERROR,
-				(errcode(ERRCODE_INDETERMINATE_DATATYPE),
-				 errmsg("could not determine the type of the pipeline's input")));
 	input->value = PG_GETARG_DATUM(1);
 	input->isnull = PG_ARGISNULL(1);
 	input->value_ready = true;
+	if (OidIsValid(cache->table_type))
+	{
+		input->type = cache->table_type;
+		if (!input->isnull)
+			input->value = ShardRowAsTableRow(cache->input_type, input->value);
+	}
 }
 
 PG_FUNCTION_INFO_V1(choreo_run);

@@ -19,12 +19,19 @@
  * works where Citus refuses a distributed query, inside a query Citus sent
  * to a shard (a run or a trigger pushed down to the node holding the row).
  *
+ * Citus runs a query for a row on the node holding it, rewritten for the
+ * shard: a trigger then fires on the shard, and a whole-row reference has
+ * the shard's row type.  Which table a shard belongs to is read here too,
+ * so that such rows can be handed on as the table's (shard_rows.c).
+ *
  * Nothing here links against Citus: its catalog is read by name
- * (pg_catalog.pg_dist_partition and pg_dist_shard, keyed by their first
- * column, logicalrelid) and a database without it costs one syscache
+ * (pg_catalog.pg_dist_partition and pg_dist_shard, through their indexes
+ * on logicalrelid and shardid) and a database without it costs one syscache
  * lookup per question.
  */
 #include "postgres.h"
+
+#include <ctype.h>
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -48,6 +55,7 @@ typedef struct CitusTableEntry
 	Oid			relid;			/* hash key */
 	bool		managed;
 	Oid			local_shard;	/* a reference table's copy on this node, if any */
+	Oid			shard_of;		/* for a shard: its Citus table */
 } CitusTableEntry;
 
 static HTAB *citus_tables = NULL;	/* in CacheMemoryContext */
@@ -72,18 +80,20 @@ CitusTablesInvalidate(Datum arg, Oid relid)
 }
 
 /*
- * Reads one of Citus's catalogs keyed by relation (pg_dist_partition,
- * pg_dist_shard): how many rows it has for it (0, 1, or 2 for more), and
- * the value of column attnum (a bigint) of the first, when asked
+ * Reads one of Citus's catalogs through the index on its column keyattr
+ * (an oid or bigint column, compared with eqproc): how many rows have key
+ * there (0, 1, or 2 for more), and in *value the column attnum of the
+ * first, when asked, which must be of type valuetype
  */
 static int
-ReadCitusCatalog(const char *catalog_name, const char *index_name, Oid relid,
-				 AttrNumber attnum, int64 *value)
+ReadCitusCatalog(const char *catalog_name, const char *index_name,
+				 AttrNumber keyattr, RegProcedure eqproc, Datum key,
+				 AttrNumber attnum, Oid valuetype, Datum *value)
 {
 	Oid			catalog = get_relname_relid(catalog_name, PG_CATALOG_NAMESPACE);
 	Oid			index = get_relname_relid(index_name, PG_CATALOG_NAMESPACE);
 	Relation	rel;
-	ScanKeyData key;
+	ScanKeyData scankey;
 	SysScanDesc scan;
 	HeapTuple	tuple;
 	int			found = 0;
@@ -91,24 +101,31 @@ ReadCitusCatalog(const char *catalog_name, const char *index_name, Oid relid,
 	if (!OidIsValid(catalog))
 		return 0;
 	rel = table_open(catalog, AccessShareLock);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
-	scan = systable_beginscan(rel, index, OidIsValid(index), NULL, 1, &key);
+	ScanKeyInit(&scankey, keyattr, BTEqualStrategyNumber, eqproc, key);
+	scan = systable_beginscan(rel, index, OidIsValid(index), NULL, 1, &scankey);
 	while (found < 2 && HeapTupleIsValid(tuple = systable_getnext(scan)))
 	{
 		if (found++ == 0 && value != NULL)
 		{
+			TupleDesc	desc = RelationGetDescr(rel);
 			bool		isnull;
-			Datum		datum = heap_getattr(tuple, attnum, RelationGetDescr(rel), &isnull);
 
-			if (isnull || TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid != INT8OID)
+			if (attnum > desc->natts ||
+				TupleDescAttr(desc, attnum - 1)->atttypid != valuetype)
 				elog(ERROR, "unexpected layout of Citus's catalog %s", catalog_name);
-			*value = DatumGetInt64(datum);
+			*value = heap_getattr(tuple, attnum, desc, &isnull);
+			if (isnull)
+				elog(ERROR, "unexpected null in Citus's catalog %s", catalog_name);
 		}
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return found;
 }
+
+/* pg_dist_partition and pg_dist_shard: logicalrelid, then (the latter) shardid */
+#define Anum_citus_logicalrelid 1
+#define Anum_citus_shardid 2
 
 /*
  * The shard of a Citus table stored on this node, when the table has
@@ -118,18 +135,56 @@ ReadCitusCatalog(const char *catalog_name, const char *index_name, Oid relid,
 static Oid
 ReadLocalShard(Oid relid)
 {
-	int64		shardid;
+	Datum		shardid;
 	char		name[NAMEDATALEN * 2];
 	char	   *relname = get_rel_name(relid);
 
 	if (relname == NULL ||
-		ReadCitusCatalog("pg_dist_shard", "pg_dist_shard_logical_relid_index", relid,
-						 2, &shardid) != 1)
+		ReadCitusCatalog("pg_dist_shard", "pg_dist_shard_logical_relid_index",
+						 Anum_citus_logicalrelid, F_OIDEQ, ObjectIdGetDatum(relid),
+						 Anum_citus_shardid, INT8OID, &shardid) != 1)
 		return InvalidOid;
-	snprintf(name, sizeof(name), "%s_" INT64_FORMAT, relname, shardid);
+	snprintf(name, sizeof(name), "%s_" INT64_FORMAT, relname, DatumGetInt64(shardid));
 	if (strlen(name) >= NAMEDATALEN)
 		return InvalidOid;		/* Citus shortens such names; ours are short */
 	return get_relname_relid(name, get_rel_namespace(relid));
+}
+
+/*
+ * The Citus table the relation is a shard of, if it is one: a shard is
+ * named after its table, an underscore and its shard id, in the table's
+ * schema, and the shard id's row in pg_dist_shard names the table
+ */
+static Oid
+ReadShardOwner(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+	char	   *suffix;
+	char	   *end;
+	int64		shardid;
+	Datum		owner;
+	char	   *owner_name;
+	size_t		owner_len;
+
+	if (relname == NULL || (suffix = strrchr(relname, '_')) == NULL ||
+		!isdigit((unsigned char) suffix[1]))
+		return InvalidOid;
+	errno = 0;
+	shardid = strtoi64(suffix + 1, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return InvalidOid;
+	if (ReadCitusCatalog("pg_dist_shard", "pg_dist_shard_shardid_index",
+						 Anum_citus_shardid, F_INT8EQ, Int64GetDatum(shardid),
+						 Anum_citus_logicalrelid, REGCLASSOID, &owner) != 1)
+		return InvalidOid;
+	/* the same name up to the suffix: not a table of ours that looks like one */
+	owner_name = get_rel_name(DatumGetObjectId(owner));
+	owner_len = suffix - relname;
+	if (owner_name == NULL || strlen(owner_name) != owner_len ||
+		strncmp(owner_name, relname, owner_len) != 0 ||
+		get_rel_namespace(DatumGetObjectId(owner)) != get_rel_namespace(relid))
+		return InvalidOid;
+	return DatumGetObjectId(owner);
 }
 
 /* What is known of the relation, read on first use */
@@ -157,23 +212,47 @@ CitusTableLookup(Oid relid)
 	{
 		bool		managed = ReadCitusCatalog("pg_dist_partition",
 											   "pg_dist_partition_logical_relid_index",
-											   relid, 0, NULL) > 0;
+											   Anum_citus_logicalrelid, F_OIDEQ,
+											   ObjectIdGetDatum(relid), 0, InvalidOid,
+											   NULL) > 0;
 		Oid			local_shard = managed ? ReadLocalShard(relid) : InvalidOid;
+		Oid			shard_of = managed ? InvalidOid : ReadShardOwner(relid);
 
 		entry = hash_search(citus_tables, &relid, HASH_ENTER, &found);
 		entry->managed = managed;
 		entry->local_shard = local_shard;
+		entry->shard_of = shard_of;
 	}
 	return entry;
+}
+
+/* Whether this database has Citus's catalog: one syscache lookup */
+bool
+CitusIsInstalled(void)
+{
+	return OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE));
 }
 
 /* Whether Citus manages the relation (false wherever Citus is not installed) */
 bool
 RelationIsCitusTable(Oid relid)
 {
-	if (!OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE)))
+	if (!CitusIsInstalled())
 		return false;
 	return CitusTableLookup(relid)->managed;
+}
+
+/*
+ * The Citus table the relation is a shard of, or InvalidOid: the relation
+ * a trigger or a whole-row reference sees when Citus runs a query on a
+ * shard, where users mean the table
+ */
+Oid
+CitusShardOwner(Oid relid)
+{
+	if (!CitusIsInstalled())
+		return InvalidOid;
+	return CitusTableLookup(relid)->shard_of;
 }
 
 /*
@@ -186,7 +265,7 @@ ChoreoTableToRead(const char *relname)
 	Oid			relid = ChoreoRelationOid(relname, false);
 	CitusTableEntry *entry;
 
-	if (!OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE)))
+	if (!CitusIsInstalled())
 		return relid;
 	entry = CitusTableLookup(relid);
 	return OidIsValid(entry->local_shard) ? entry->local_shard : relid;

@@ -295,7 +295,13 @@ extern void TransactionCallbacksInit(void);
 extern void TransactionRegisterParticipant(const TransactionParticipant *participant);
 
 /* citus_tables.c: tables whose rows Citus keeps in shards */
+extern bool CitusIsInstalled(void);
 extern bool RelationIsCitusTable(Oid relid);
+extern Oid	CitusShardOwner(Oid relid);
+
+/* shard_rows.c: rows of a Citus shard seen as rows of its table */
+extern Oid	ShardRowTableType(Oid rowtype);
+extern Datum ShardRowAsTableRow(Oid rowtype, Datum row);
 extern Oid	ChoreoTableToRead(const char *relname);
 extern char *ChoreoTableToReadName(const char *relname);
 

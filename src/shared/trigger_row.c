@@ -64,11 +64,16 @@ EnvelopeCacheFor(FmgrInfo *flinfo, Relation rel)
 	{
 		MemoryContext cxt = flinfo != NULL ? flinfo->fn_mcxt : CurrentMemoryContext;
 
+		/* a Citus shard's rows are its table's, in the name users know */
+		Oid			table = CitusShardOwner(RelationGetRelid(rel));
+
+		if (!OidIsValid(table))
+			table = RelationGetRelid(rel);
 		cache = MemoryContextAlloc(cxt, sizeof(EnvelopeCache));
 		cache->relid = RelationGetRelid(rel);
 		cache->table = MemoryContextStrdup(cxt,
-										   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-																	  RelationGetRelationName(rel)));
+										   quote_qualified_identifier(get_namespace_name(get_rel_namespace(table)),
+																	  get_rel_name(table)));
 		cache->layout = RowJsonbLayoutFor(RelationGetDescr(rel), cxt);
 		if (flinfo != NULL)
 			flinfo->fn_extra = cache;
