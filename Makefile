@@ -18,6 +18,7 @@ OBJS = \
 	src/shared/savepoint_list.o \
 	src/shared/schema_drop.o \
 	src/shared/session_reset.o \
+	src/shared/relation_changes.o \
 	src/shared/settings.o \
 	src/shared/shard_rows.o \
 	src/shared/subtransaction.o \

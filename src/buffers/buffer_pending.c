@@ -765,5 +765,5 @@ void
 PendingBuffersInit(void)
 {
 	TransactionRegisterParticipant(&buffers_participant);
-	CacheRegisterRelcacheCallback(TargetsChanged, (Datum) 0);
+	ListenForRelationChanges(TargetsChanged, (Datum) 0);
 }

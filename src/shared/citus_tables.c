@@ -205,7 +205,7 @@ CitusTableLookup(Oid relid)
 		ctl.hcxt = CacheMemoryContext;
 		citus_tables = hash_create("choreograph Citus tables", 64, &ctl,
 								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		CacheRegisterRelcacheCallback(CitusTablesInvalidate, (Datum) 0);
+		ListenForRelationChanges(CitusTablesInvalidate, (Datum) 0);
 	}
 	entry = hash_search(citus_tables, &relid, HASH_FIND, NULL);
 	if (entry == NULL)

@@ -103,7 +103,7 @@ DefinitionCacheCreate(const DefinitionCacheMethods *methods)
 	cache->generation = 1;
 
 	if (ncaches == 0)
-		CacheRegisterRelcacheCallback(DefinitionTablesChanged, (Datum) 0);
+		ListenForRelationChanges(DefinitionTablesChanged, (Datum) 0);
 	caches[ncaches++] = cache;
 	return cache;
 }

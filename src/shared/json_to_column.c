@@ -162,7 +162,7 @@ PreparePopulate(JsonColumnConverter *converter)
 
 	if (!callbacks_registered)
 	{
-		CacheRegisterRelcacheCallback(CatalogChanged, (Datum) 0);
+		ListenForRelationChanges(CatalogChanged, (Datum) 0);
 		CacheRegisterSyscacheCallback(TYPEOID, TypeChanged, (Datum) 0);
 		callbacks_registered = true;
 	}

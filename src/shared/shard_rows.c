@@ -75,7 +75,7 @@ ShardRowTypeLookup(Oid rowtype)
 	{
 		shard_rows_cxt = AllocSetContextCreate(CacheMemoryContext, "choreograph shard rows",
 											   ALLOCSET_SMALL_SIZES);
-		CacheRegisterRelcacheCallback(ShardRowsInvalidate, (Datum) 0);
+		ListenForRelationChanges(ShardRowsInvalidate, (Datum) 0);
 		shard_rows_stale = true;
 	}
 	if (shard_rows_stale)

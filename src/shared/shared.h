@@ -20,6 +20,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/elog.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 
 #include "shared/pg_compat.h"
@@ -293,6 +294,9 @@ typedef struct TransactionParticipant
 
 extern void TransactionCallbacksInit(void);
 extern void TransactionRegisterParticipant(const TransactionParticipant *participant);
+
+/* relation_changes.c: one relcache callback, for every cache of the extension */
+extern void ListenForRelationChanges(RelcacheCallbackFunction function, Datum arg);
 
 /* citus_tables.c: tables whose rows Citus keeps in shards */
 extern bool CitusIsInstalled(void);
