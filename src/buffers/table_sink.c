@@ -87,6 +87,14 @@ TableSinkOpen(PendingBuffer *buffer)
 				 errhint("Drop the buffer and create it again.")));
 	buffer->target_name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 													 RelationGetRelationName(rel));
+	/* refused now rather than by Citus at commit, with the transaction's other writes */
+	if (RelationIsCitusTable(buffer->target) && CitusRefusesDistributedQueries())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("buffer \"%s\" cannot write into Citus table %s from a query Citus runs on a shard",
+						buffer->name, buffer->target_name),
+				 errdetail("Citus runs no distributed query from there, and the buffer writes through Citus."),
+				 errhint("Fire into the buffer from a session of your own, or give the buffer a table each node has of its own (see docs/scaling.md).")));
 	desc = RelationGetDescr(rel);
 	buffer->columns = palloc0(sizeof(BufferColumn) * Max(desc->natts, 1));
 	for (int i = 0; i < desc->natts; i++)

@@ -42,6 +42,7 @@
 #include "utils/builtins.h"
 #include "utils/catcache.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -253,6 +254,26 @@ CitusShardOwner(Oid relid)
 	if (!CitusIsInstalled())
 		return InvalidOid;
 	return CitusTableLookup(relid)->shard_of;
+}
+
+/*
+ * Whether Citus refuses distributed queries in this session: a session a
+ * Citus node opened to run queries on this node's shards (Citus names such
+ * sessions by their application_name), unless the user allowed nested
+ * execution (citus.allow_nested_distributed_execution).  Citus makes
+ * exceptions while a trigger or a delegated call runs (for colocated
+ * shards of the same node), but none at commit, where buffers write.
+ */
+bool
+CitusRefusesDistributedQueries(void)
+{
+	const char *application = GetConfigOption("application_name", true, false);
+	const char *nested = GetConfigOption("citus.allow_nested_distributed_execution", true, false);
+
+	if (!CitusIsInstalled() || application == NULL ||
+		strncmp(application, "citus_internal gpid=", strlen("citus_internal gpid=")) != 0)
+		return false;
+	return nested == NULL || strcmp(nested, "on") != 0;
 }
 
 /*

@@ -302,6 +302,7 @@ extern void ListenForRelationChanges(RelcacheCallbackFunction function, Datum ar
 extern bool CitusIsInstalled(void);
 extern bool RelationIsCitusTable(Oid relid);
 extern Oid	CitusShardOwner(Oid relid);
+extern bool CitusRefusesDistributedQueries(void);
 
 /* shard_rows.c: rows of a Citus shard seen as rows of its table */
 extern Oid	ShardRowTableType(Oid rowtype);
