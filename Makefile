@@ -8,6 +8,7 @@ OBJS = \
 	src/shared/citus_tables.o \
 	src/shared/definition_cache.o \
 	src/shared/direct_insert.o \
+	src/shared/entity_placement.o \
 	src/shared/extension_write.o \
 	src/shared/function_shape.o \
 	src/shared/json_to_column.o \

@@ -3,29 +3,68 @@
 \echo Use "ALTER EXTENSION choreograph UPDATE TO '0.7'" to load this file. \quit
 
 -- ---------------------------------------------------------------------------
--- choreo_distribute(): on a Citus coordinator, makes the definitions of
--- pipelines and buffers Citus reference tables, so that every node holds
--- them and a change reaches all nodes in one distributed transaction.  A
--- run or a trigger Citus pushes down to the node holding a row then finds
--- its pipeline there; the extension reads each node's own copy (the
--- shard), shared/citus_tables.c says why.
---
--- The tables are the extension's: Citus creates no shell tables for them
--- on the workers (CREATE EXTENSION, which Citus runs on every node, made
--- them there), only the shards.  The foreign key of steps to pipelines is
--- dropped while both are converted (Citus would otherwise convert steps
--- through it as a local table, recreating the extension's views) and made
--- again between the reference tables, on every node.  The triggers go
--- with the tables onto the shards, which Citus allows only when told:
--- they touch nothing but the node's own definition caches and rows.
--- Idempotent; superuser or the extension's owner, on the coordinator.
+-- The Citus table whose shards place entities (streams' entities, eventbox
+-- recipients) on the nodes of a cluster: empty, distributed by
+-- choreo_distribute(); shared/entity_placement.c reads its shards.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION choreo_distribute() RETURNS void
+CREATE TABLE choreograph.entity_shards (entity text NOT NULL);
+
+-- Once activities are a reference table, each node's cursors can no
+-- longer reference them by a foreign key (the node's own table is Citus's
+-- shell, the rows are in the shard); this trigger on the shards removes a
+-- dropped activity's cursors on every node instead.
+CREATE FUNCTION choreograph.choreo_activity_dropped() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     AS $$
+BEGIN
+    DELETE FROM choreograph.activity_cursors WHERE activity_id OPERATOR(pg_catalog.=) OLD.id;
+    RETURN NULL;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- choreo_distribute(entities_colocate_with): on a Citus coordinator, makes
+-- choreograph ready for the cluster (docs/scaling.md):
+--
+-- * the definitions (pipelines, steps, buffers, activities) become Citus reference
+--   tables, so that every node holds them and a change reaches all nodes
+--   in one distributed transaction.  A run or a trigger Citus pushes down
+--   to the node holding a row then finds its pipeline there; the
+--   extension reads each node's own copy (shared/citus_tables.c says why).
+--   The tables are the extension's: Citus creates no shell tables for them
+--   on the workers (CREATE EXTENSION, which Citus runs on every node, made
+--   them there), only the shards.  The foreign key of steps to pipelines is
+--   dropped while both are converted (Citus would otherwise convert steps
+--   through it as a local table, recreating the extension's views) and
+--   made again between the reference tables, on every node.  The triggers
+--   go with the tables onto the shards, which Citus allows only when told:
+--   they touch nothing but the node's own definition caches and rows.
+--   Activity cursors stay each node's own: their foreign key to the
+--   activities is dropped on every node first (in transactions of their
+--   own, before this one takes any lock they would wait for), and a
+--   trigger removes a dropped activity's cursors instead.
+--
+-- * entities are placed on the nodes: choreograph.entity_shards becomes a
+--   table distributed by entity (colocated with entities_colocate_with, a
+--   table distributed by a text column, when given: an entity then lives
+--   on the node of the rows with the same key), and the functions taking
+--   an entity or a recipient are delegated by it to the node holding it,
+--   inside transaction blocks too (force_delegation).  Each entity's
+--   streams, cursors and eventbox state are kept there and nowhere else
+--   (shared/entity_placement.c refuses a call on another node).
+--
+-- Idempotent; superuser or the extension's owner, on the coordinator.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION choreo_distribute(entities_colocate_with regclass DEFAULT NULL) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    -- Citus's notices of what it converts and propagates are not the caller's
+    SET client_min_messages = warning
+    AS $$
 DECLARE
     t text;
+    f record;
     converted boolean := false;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
@@ -38,8 +77,17 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Add the coordinator with citus_set_coordinator_host() and the workers with citus_add_node() first.';
     END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                    WHERE logicalrelid = 'choreograph.activities'::regclass) THEN
+        PERFORM run_command_on_workers('ALTER TABLE choreograph.activity_cursors'
+                                       ' DROP CONSTRAINT IF EXISTS activity_cursors_activity_id_fkey');
+        ALTER TABLE choreograph.activity_cursors DROP CONSTRAINT IF EXISTS activity_cursors_activity_id_fkey;
+        DROP TRIGGER IF EXISTS activity_dropped ON choreograph.activities;
+        CREATE TRIGGER activity_dropped AFTER DELETE ON choreograph.activities
+            FOR EACH ROW EXECUTE FUNCTION choreograph.choreo_activity_dropped();
+    END IF;
     PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
-    FOREACH t IN ARRAY ARRAY['pipelines', 'steps', 'buffers'] LOOP
+    FOREACH t IN ARRAY ARRAY['pipelines', 'steps', 'buffers', 'activities'] LOOP
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
                         WHERE logicalrelid = pg_catalog.format('choreograph.%I', t)::regclass) THEN
             IF NOT converted THEN
@@ -58,8 +106,38 @@ BEGIN
             FOREIGN KEY (namespace, pipeline) REFERENCES choreograph.pipelines (namespace, name)
             ON DELETE CASCADE;
     END IF;
+
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                    WHERE logicalrelid = 'choreograph.entity_shards'::regclass) THEN
+        PERFORM create_distributed_table('choreograph.entity_shards', 'entity',
+                                         colocate_with := coalesce(entities_colocate_with::text,
+                                                                   'default'));
+    ELSIF entities_colocate_with IS NOT NULL AND NOT EXISTS (
+            SELECT FROM pg_catalog.pg_dist_partition a, pg_catalog.pg_dist_partition b
+             WHERE a.logicalrelid = 'choreograph.entity_shards'::regclass
+               AND b.logicalrelid = entities_colocate_with
+               AND a.colocationid = b.colocationid) THEN
+        RAISE EXCEPTION 'entities are already placed, not colocated with %', entities_colocate_with
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Entities are placed by the first call of choreo_distribute() and keep their places.';
+    END IF;
+    FOR f IN SELECT * FROM (VALUES
+            ('choreo_emit(text, text, jsonb)', 'entity'),
+            ('choreo_emit_and_wait(text, text, jsonb)', 'entity'),
+            ('choreo_events(text, text, bigint, integer)', 'entity'),
+            ('choreo_run_activity(text, text)', 'entity'),
+            ('choreo_reset_activity(text, text, bigint)', 'entity'),
+            ('choreo_send(text, jsonb)', 'recipient'),
+            ('choreo_inbox(text)', 'recipient'),
+            ('choreo_state(text)', 'recipient'),
+            ('choreo_process_batch(text, regprocedure, integer, boolean)', 'recipient'))
+            AS v(signature, argument) LOOP
+        PERFORM create_distributed_function(pg_catalog.format('%I.%s', '@extschema@', f.signature)::regprocedure,
+                                            f.argument, colocate_with := 'choreograph.entity_shards',
+                                            force_delegation := true);
+    END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION choreo_distribute() FROM PUBLIC;
-COMMENT ON FUNCTION choreo_distribute() IS
-    'Makes choreograph''s definitions Citus reference tables (docs/scaling.md)';
+REVOKE ALL ON FUNCTION choreo_distribute(regclass) FROM PUBLIC;
+COMMENT ON FUNCTION choreo_distribute(regclass) IS
+    'Makes choreograph ready for a Citus cluster: definitions on every node, entities placed by name (docs/scaling.md)';

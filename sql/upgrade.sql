@@ -161,7 +161,7 @@ SELECT choreo_send('kept', '{"before": "upgrade"}');
 ALTER EXTENSION choreograph UPDATE TO '0.7';
 SELECT extversion FROM pg_extension WHERE extname = 'choreograph';
 SELECT value FROM choreo_inbox('kept');
-SELECT has_function_privilege('public', 'choreo_distribute()', 'EXECUTE') AS public_executes;
+SELECT has_function_privilege('public', 'choreo_distribute(regclass)', 'EXECUTE') AS public_executes;
 SELECT choreo_distribute();
 SELECT conname FROM pg_constraint WHERE conrelid = 'choreograph.steps'::regclass AND contype = 'f';
 \c contrib_regression

@@ -52,11 +52,10 @@ LoadBufferDef(const DefinitionId *id, MemoryContext cxt)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/* this node's copy of the table (shared/citus_tables.c) */
-	if (SPI_execute_with_args(psprintf("SELECT target::pg_catalog.oid, max_batch, owner::pg_catalog.oid"
-									   "  FROM %s"
-									   " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
-									   "   AND name OPERATOR(pg_catalog.=) $2",
-									   ChoreoTableToReadName("buffers")),
+	if (SPI_execute_with_args(QueryForThisNode("SELECT target::pg_catalog.oid, max_batch, owner::pg_catalog.oid"
+											   "  FROM " CHOREO_TABLE_HERE("buffers")
+											   " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+											   "   AND name OPERATOR(pg_catalog.=) $2"),
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the definition of buffer \"%s\"", NameStr(id->name));
 	if (SPI_processed == 1)

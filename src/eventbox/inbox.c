@@ -45,7 +45,10 @@ CheckRecipientLength(int len)
 						   RECIPIENT_MAX_BYTES, len)));
 }
 
-/* A recipient's name: not NULL, not empty, at most RECIPIENT_MAX_BYTES */
+/*
+ * A recipient's name: not NULL, not empty, at most RECIPIENT_MAX_BYTES,
+ * and kept on this node (shared/entity_placement.c)
+ */
 char *
 RecipientArgument(FunctionCallInfo fcinfo, int argno)
 {
@@ -57,6 +60,7 @@ RecipientArgument(FunctionCallInfo fcinfo, int argno)
 				 errmsg("recipient name must not be null")));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
 	CheckRecipientLength(strlen(name));
+	EnsureEntityIsHere("recipient", name, strlen(name));
 	return name;
 }
 
@@ -200,6 +204,7 @@ choreo_send(PG_FUNCTION_ARGS)
 				 errmsg("recipient name must not be null")));
 	recipient = PG_GETARG_TEXT_PP(0);
 	CheckRecipientLength(VARSIZE_ANY_EXHDR(recipient));
+	EnsureEntityIsHere("recipient", VARDATA_ANY(recipient), VARSIZE_ANY_EXHDR(recipient));
 	/* sending in a loop finds the same pending state again and again */
 	buffer = last_inbox;
 	if (buffer == NULL || last_inbox_forgotten != pending_buffers_forgotten ||

@@ -61,7 +61,7 @@ static WorkerQuery due_hooks = {
 	"                      AND e.id OPERATOR(pg_catalog.<) h.id"
 	"                      AND e.next_attempt_at IS NOT NULL)"
 	" ORDER BY h.id LIMIT " CppAsString2(WORK_BATCH),
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, NULL
 };
 
 /* milliseconds until the next retry falls due */
@@ -71,7 +71,7 @@ static WorkerQuery next_due = {
 	"       OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
 	"  FROM " CHOREO_SCHEMA ".hooks"
 	" WHERE next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
-	0, {0}, NULL
+	0, {0}, NULL, NULL
 };
 
 /*
@@ -88,7 +88,7 @@ static WorkerQuery take_next_hook = {
 	"                                   ORDER BY id LIMIT 1)"
 	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 	" RETURNING id, callback::pg_catalog.oid, role::pg_catalog.oid, payload",
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, NULL
 };
 
 /*
@@ -112,13 +112,13 @@ static WorkerQuery take_next_hook = {
 
 static WorkerQuery record_failure = {
 	RECORD_FAILURE("       last_sqlstate = $5,"),
-	5, {INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID}, NULL
+	5, {INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID}, NULL, NULL
 };
 
 /* the same, for an outbox of version 0.2 (not yet updated) */
 static WorkerQuery record_failure_without_sqlstate = {
 	RECORD_FAILURE(""),
-	5, {INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID}, NULL
+	5, {INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID}, NULL, NULL
 };
 
 /*

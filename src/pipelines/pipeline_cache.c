@@ -208,16 +208,14 @@ static void *
 LoadPipeline(const DefinitionId *id, MemoryContext cxt)
 {
 	/* this node's copies of the tables (shared/citus_tables.c) */
-	char	   *query = psprintf("SELECT s.step, s.precheck::pg_catalog.oid, s.job::pg_catalog.oid"
-								 "  FROM %s p"
-								 "  LEFT JOIN %s s"
-								 "    ON s.namespace OPERATOR(pg_catalog.=) p.namespace"
-								 "   AND s.pipeline OPERATOR(pg_catalog.=) p.name"
-								 " WHERE p.namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
-								 "   AND p.name OPERATOR(pg_catalog.=) $2"
-								 " ORDER BY s.position",
-								 ChoreoTableToReadName("pipelines"),
-								 ChoreoTableToReadName("steps"));
+	char	   *query = QueryForThisNode("SELECT s.step, s.precheck::pg_catalog.oid, s.job::pg_catalog.oid"
+										 "  FROM " CHOREO_TABLE_HERE("pipelines") " p"
+										 "  LEFT JOIN " CHOREO_TABLE_HERE("steps") " s"
+										 "    ON s.namespace OPERATOR(pg_catalog.=) p.namespace"
+										 "   AND s.pipeline OPERATOR(pg_catalog.=) p.name"
+										 " WHERE p.namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+										 "   AND p.name OPERATOR(pg_catalog.=) $2"
+										 " ORDER BY s.position");
 	const char *name = NameStr(id->name);
 	MemoryContext old;
 	Pipeline   *pipeline;

@@ -39,6 +39,8 @@
 #include "access/table.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/catcache.h"
 #include "utils/fmgroids.h"
@@ -292,12 +294,71 @@ ChoreoTableToRead(const char *relname)
 	return OidIsValid(entry->local_shard) ? entry->local_shard : relid;
 }
 
-/* The same, as a qualified name for a query */
+/*
+ * A query with each CHOREO_TABLE_HERE(name) in it replaced by the
+ * qualified name of the relation to read that table from on this node,
+ * in the current memory context
+ */
 char *
-ChoreoTableToReadName(const char *relname)
+QueryForThisNode(const char *query)
 {
-	Oid			relid = ChoreoTableToRead(relname);
+	StringInfoData buf;
+	const char *p = query;
+	const char *marker;
 
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  get_rel_name(relid));
+	initStringInfo(&buf);
+	while ((marker = strchr(p, '\001')) != NULL)
+	{
+		const char *end = strchr(marker + 1, '\001');
+		char	   *name;
+		Oid			relid;
+
+		if (end == NULL)
+			elog(ERROR, "unterminated table marker in query \"%s\"", query);
+		appendBinaryStringInfo(&buf, p, marker - p);
+		name = pnstrdup(marker + 1, end - marker - 1);
+		relid = ChoreoTableToRead(name);
+		appendStringInfoString(&buf,
+							   quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+														  get_rel_name(relid)));
+		pfree(name);
+		p = end + 1;
+	}
+	appendStringInfoString(&buf, p);
+	return buf.data;
+}
+
+/*
+ * A kept plan of a query that may name tables with CHOREO_TABLE_HERE:
+ * prepared on first use, and again whenever the relations it would read
+ * on this node are no longer the ones it was prepared for (a table that
+ * became a Citus reference table is read from its shard from then on;
+ * planning the old text again would still read the table).  *prepared
+ * keeps the text it was prepared from, in TopMemoryContext.
+ */
+SPIPlanPtr
+KeptPlanForThisNode(const char *query, int nargs, Oid *argtypes, SPIPlanPtr *plan,
+					char **prepared)
+{
+	char	   *text;
+
+	if (*plan != NULL && strchr(query, '\001') == NULL)
+		return *plan;
+	text = QueryForThisNode(query);
+	if (*plan != NULL && strcmp(text, *prepared) == 0)
+	{
+		pfree(text);
+		return *plan;
+	}
+	if (*plan != NULL)
+	{
+		SPI_freeplan(*plan);
+		*plan = NULL;
+	}
+	*plan = PrepareKeptPlan(text, nargs, argtypes);
+	if (*prepared != NULL)
+		pfree(*prepared);
+	*prepared = MemoryContextStrdup(TopMemoryContext, text);
+	pfree(text);
+	return *plan;
 }

@@ -229,10 +229,11 @@ FindDefinition(const DefinitionKind *kind, const DefinitionName *name, Definitio
 	args[1] = PointerGetDatum(construct_array(elems, npath, OIDOID, sizeof(Oid), true,
 											  TYPALIGN_INT));
 	/* this node's copy of the table (shared/citus_tables.c) */
-	query = psprintf("SELECT namespace::pg_catalog.oid FROM %s"
+	query = psprintf("SELECT namespace::pg_catalog.oid FROM " CHOREO_TABLE_HERE("%s")
 					 " WHERE name OPERATOR(pg_catalog.=) $1"
 					 "   AND namespace::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2)",
-					 ChoreoTableToReadName(kind->table));
+					 kind->table);
+	query = QueryForThisNode(query);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

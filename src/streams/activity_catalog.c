@@ -422,12 +422,13 @@ choreo_create_activity(PG_FUNCTION_ARGS)
 			SPIPlanPtr	plan;
 			Oid			types[2] = {OIDOID, TEXTOID};
 
-			plan = SPI_prepare("INSERT INTO " CHOREO_SCHEMA ".activity_cursors (activity_id, entity_id, next_run_at)"
+			/* the activity just written, read from this node's copy */
+			plan = SPI_prepare(QueryForThisNode("INSERT INTO " CHOREO_SCHEMA ".activity_cursors (activity_id, entity_id, next_run_at)"
 							   " SELECT a.id, s.id, pg_catalog.now()"
-							   "   FROM " CHOREO_SCHEMA ".activities a, " CHOREO_SCHEMA ".stream_entities s"
+							   "   FROM " CHOREO_TABLE_HERE("activities") " a, " CHOREO_SCHEMA ".stream_entities s"
 							   "  WHERE a.namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
 							   "    AND a.name OPERATOR(pg_catalog.=) $2"
-							   "    AND s.stream OPERATOR(pg_catalog.=) a.stream",
+							   "    AND s.stream OPERATOR(pg_catalog.=) a.stream"),
 							   2, types);
 			if (plan == NULL)
 				elog(ERROR, "could not prepare the cursors of activity \"%s\"", parsed.display);
@@ -458,12 +459,13 @@ ReadActivity(const DefinitionName *name, const DefinitionId *id, Oid caller, boo
 {
 	Oid			argtypes[2] = {OIDOID, TEXTOID};
 	Datum		args[2] = {ObjectIdGetDatum(id->namespace), CStringGetTextDatum(NameStr(id->name))};
-	char	   *query = psprintf("SELECT " ACTIVITY_COLUMNS("") " FROM " CHOREO_SCHEMA ".activities"
+	/* this node's copy (shared/citus_tables.c), whose row lock every change meets */
+	char	   *query = psprintf("SELECT " ACTIVITY_COLUMNS("") " FROM " CHOREO_TABLE_HERE("activities")
 								 " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
 								 "   AND name OPERATOR(pg_catalog.=) $2 FOR %s",
 								 lock ? "UPDATE" : "KEY SHARE");
 
-	if (SPI_execute_with_args(query, 2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(QueryForThisNode(query), 2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read activity \"%s\"", name->display);
 	if (SPI_processed != 1)
 		DefinitionNotFound(&ActivityKind, name);
@@ -598,8 +600,8 @@ CursorRowAllowed(Oid user, TriggerData *trigdata)
 						   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT owner::pg_catalog.oid FROM " CHOREO_SCHEMA ".activities"
-							  " WHERE id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE",
+	if (SPI_execute_with_args(QueryForThisNode("SELECT owner::pg_catalog.oid FROM " CHOREO_TABLE_HERE("activities")
+											   " WHERE id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE"),
 							  1, argtypes, &activity_id, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the activity of a cursor");
 	SetUserIdAndSecContext(saved_userid, saved_sec_context);

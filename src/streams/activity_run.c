@@ -176,6 +176,7 @@ void
 ActivityRunStore(const Activity *activity, ActivityRun *run, Datum result, bool isnull)
 {
 	static SPIPlanPtr plan = NULL;
+	static char *prepared = NULL;
 	HeapTupleHeader outcome;
 	bool		field_null;
 	Datum		field;
@@ -226,11 +227,11 @@ ActivityRunStore(const Activity *activity, ActivityRun *run, Datum result, bool 
 
 	/* the update names everything with its schema: no search_path to pin */
 	BeginExtensionWrite(&write, false);
-	if (plan == NULL)
 	{
 		Oid			argtypes[6] = {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, BOOLOID, INT4OID};
 
-		plan = PrepareKeptPlan("UPDATE " CHOREO_SCHEMA ".activity_cursors c"
+		/* the activity read from this node's copy (shared/citus_tables.c) */
+		(void) KeptPlanForThisNode("UPDATE " CHOREO_SCHEMA ".activity_cursors c"
 							   "   SET tail = $2, has_run = true, updated_at = pg_catalog.now(),"
 							   "       state = CASE WHEN $3 OPERATOR(pg_catalog.=) 'done' THEN 'done' ELSE 'active' END,"
 							   "       attempts = CASE WHEN $3 OPERATOR(pg_catalog.=) 'retry'"
@@ -247,11 +248,11 @@ ActivityRunStore(const Activity *activity, ActivityRun *run, Datum result, bool 
 							   "           WHEN a.engine OPERATOR(pg_catalog.=) 'manual' THEN NULL"
 							   "           WHEN $5 THEN pg_catalog.now()"
 							   "           ELSE NULL END"
-							   "  FROM " CHOREO_SCHEMA ".activities a"
+							   "  FROM " CHOREO_TABLE_HERE("activities") " a"
 							   " WHERE a.id OPERATOR(pg_catalog.=) c.activity_id"
 							   "   AND a.id OPERATOR(pg_catalog.=) $6"
 							   "   AND c.id OPERATOR(pg_catalog.=) $1",
-							   6, argtypes);
+							   6, argtypes, &plan, &prepared);
 	}
 	args[0] = Int64GetDatum(run->cursor_id);
 	args[1] = Int64GetDatum(tail);

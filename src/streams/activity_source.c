@@ -79,7 +79,7 @@ static WorkerQuery take_news = {
 	"                         FOR UPDATE SKIP LOCKED))"
 	"               RETURNING n.entity_id)"
 	"SELECT pg_catalog.array_agg(DISTINCT entity_id), pg_catalog.count(*) FROM taken",
-	1, {INT4OID}, NULL
+	1, {INT4OID}, NULL, NULL
 };
 
 /* the cursors of auto_start activities that the entities do not have yet */
@@ -87,11 +87,11 @@ static WorkerQuery start_cursors = {
 	"INSERT INTO " CHOREO_SCHEMA ".activity_cursors (activity_id, entity_id, next_run_at)"
 	" SELECT a.id, s.id, " DUE_AT("a")
 	"   FROM " CHOREO_SCHEMA ".stream_entities s"
-	"   JOIN " CHOREO_SCHEMA ".activities a ON a.stream OPERATOR(pg_catalog.=) s.stream"
+	"   JOIN " CHOREO_TABLE_HERE("activities") " a ON a.stream OPERATOR(pg_catalog.=) s.stream"
 	"  WHERE s.id OPERATOR(pg_catalog.=) ANY ($1)"
 	"    AND a.auto_start AND a.engine OPERATOR(pg_catalog.<>) 'manual'"
 	" ON CONFLICT (activity_id, entity_id) DO NOTHING",
-	1, {INT8ARRAYOID}, NULL
+	1, {INT8ARRAYOID}, NULL, NULL
 };
 
 /*
@@ -100,20 +100,20 @@ static WorkerQuery start_cursors = {
  */
 static WorkerQuery wake_cursors = {
 	"WITH mine AS (SELECT c.id FROM " CHOREO_SCHEMA ".activity_cursors c"
-	"                JOIN " CHOREO_SCHEMA ".activities a ON a.id OPERATOR(pg_catalog.=) c.activity_id"
+	"                JOIN " CHOREO_TABLE_HERE("activities") " a ON a.id OPERATOR(pg_catalog.=) c.activity_id"
 	"               WHERE c.entity_id OPERATOR(pg_catalog.=) ANY ($1) AND " RUNNABLE("c", "a")
 	"                 FOR UPDATE OF c SKIP LOCKED),"
 	"     woken AS (UPDATE " CHOREO_SCHEMA ".activity_cursors c SET next_run_at = " DUE_AT("a")
-	"                 FROM " CHOREO_SCHEMA ".activities a"
+	"                 FROM " CHOREO_TABLE_HERE("activities") " a"
 	"                WHERE a.id OPERATOR(pg_catalog.=) c.activity_id"
 	"                  AND c.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT id FROM mine))"
 	"                  AND c.next_run_at IS NULL"
 	"               RETURNING c.id)"
 	"SELECT c.id FROM " CHOREO_SCHEMA ".activity_cursors c"
-	"  JOIN " CHOREO_SCHEMA ".activities a ON a.id OPERATOR(pg_catalog.=) c.activity_id"
+	"  JOIN " CHOREO_TABLE_HERE("activities") " a ON a.id OPERATOR(pg_catalog.=) c.activity_id"
 	" WHERE c.entity_id OPERATOR(pg_catalog.=) ANY ($1) AND " RUNNABLE("c", "a")
 	"   AND c.id OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT id FROM mine))",
-	1, {INT8ARRAYOID}, NULL
+	1, {INT8ARRAYOID}, NULL, NULL
 };
 
 /*
@@ -125,17 +125,17 @@ static WorkerQuery keep_news = {
 	"INSERT INTO " CHOREO_SCHEMA ".stream_news (entity_id)"
 	" SELECT DISTINCT entity_id FROM " CHOREO_SCHEMA ".activity_cursors"
 	"  WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
-	1, {INT8ARRAYOID}, NULL
+	1, {INT8ARRAYOID}, NULL, NULL
 };
 
 /* due cursors after an id, in id order */
 static WorkerQuery due_cursors = {
 	"SELECT c.id FROM " CHOREO_SCHEMA ".activity_cursors c"
-	"  JOIN " CHOREO_SCHEMA ".activities a ON a.id OPERATOR(pg_catalog.=) c.activity_id"
+	"  JOIN " CHOREO_TABLE_HERE("activities") " a ON a.id OPERATOR(pg_catalog.=) c.activity_id"
 	" WHERE c.next_run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 	"   AND c.id OPERATOR(pg_catalog.>) $1 AND " RUNNABLE("c", "a") " AND NOT a.paused"
 	" ORDER BY c.id LIMIT $2",
-	2, {INT8OID, INT4OID}, NULL
+	2, {INT8OID, INT4OID}, NULL, NULL
 };
 
 /* milliseconds until the earliest cursor that is not due yet is */
@@ -143,11 +143,11 @@ static WorkerQuery next_due = {
 	"SELECT pg_catalog.ceil(pg_catalog.date_part('epoch', c.next_run_at OPERATOR(pg_catalog.-) pg_catalog.now())"
 	"       OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
 	"  FROM " CHOREO_SCHEMA ".activity_cursors c"
-	"  JOIN " CHOREO_SCHEMA ".activities a ON a.id OPERATOR(pg_catalog.=) c.activity_id"
+	"  JOIN " CHOREO_TABLE_HERE("activities") " a ON a.id OPERATOR(pg_catalog.=) c.activity_id"
 	" WHERE c.next_run_at OPERATOR(pg_catalog.>) pg_catalog.now()"
 	"   AND " RUNNABLE("c", "a") " AND NOT a.paused"
 	" ORDER BY c.next_run_at LIMIT 1",
-	0, {0}, NULL
+	0, {0}, NULL, NULL
 };
 
 /* a cursor to run, locked unless another transaction holds it */
@@ -159,11 +159,11 @@ static WorkerQuery take_cursor = {
 	"                  AND v.seq OPERATOR(pg_catalog.>) c.tail),"
 	"       s.entity, c.attempts, " ACTIVITY_COLUMNS("a.")
 	"  FROM " CHOREO_SCHEMA ".activity_cursors c"
-	"  JOIN " CHOREO_SCHEMA ".activities a ON a.id OPERATOR(pg_catalog.=) c.activity_id"
+	"  JOIN " CHOREO_TABLE_HERE("activities") " a ON a.id OPERATOR(pg_catalog.=) c.activity_id"
 	"  JOIN " CHOREO_SCHEMA ".stream_entities s ON s.id OPERATOR(pg_catalog.=) c.entity_id"
 	" WHERE c.id OPERATOR(pg_catalog.=) $1"
 	"   FOR UPDATE OF c SKIP LOCKED",
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, NULL
 };
 
 /* a cursor not run now: due at its next tick, soon, or (idle) when events come */
@@ -172,9 +172,9 @@ static WorkerQuery put_back = {
 	"   SET next_run_at = CASE $2 WHEN 'tick' THEN " NEXT_TICK("a")
 	"                             WHEN 'soon' THEN pg_catalog.now() OPERATOR(pg_catalog.+) '" LOCKED_OUT_RETRY "'"
 	"                             END"
-	"  FROM " CHOREO_SCHEMA ".activities a"
+	"  FROM " CHOREO_TABLE_HERE("activities") " a"
 	" WHERE a.id OPERATOR(pg_catalog.=) c.activity_id AND c.id OPERATOR(pg_catalog.=) $1",
-	2, {INT8OID, TEXTOID}, NULL
+	2, {INT8OID, TEXTOID}, NULL, NULL
 };
 
 /* an entity that cannot run at all any more */
@@ -183,7 +183,7 @@ static WorkerQuery fail_cursor = {
 	"   SET state = 'failed', next_run_at = NULL, updated_at = pg_catalog.now(),"
 	"       last_error = pg_catalog.left($2, $3)"
 	" WHERE id OPERATOR(pg_catalog.=) $1",
-	3, {INT8OID, TEXTOID, INT4OID}, NULL
+	3, {INT8OID, TEXTOID, INT4OID}, NULL, NULL
 };
 
 /* a run that raised: counted, and retried with backoff or failed for good */
@@ -198,10 +198,10 @@ static WorkerQuery record_error = {
 	"               ELSE pg_catalog.now() OPERATOR(pg_catalog.+) LEAST(a.backoff_base"
 	"                    OPERATOR(pg_catalog.*) pg_catalog.power(2, LEAST(c.attempts, 30)),"
 	"                    a.backoff_max) END"
-	"  FROM " CHOREO_SCHEMA ".activities a"
+	"  FROM " CHOREO_TABLE_HERE("activities") " a"
 	" WHERE a.id OPERATOR(pg_catalog.=) c.activity_id AND c.id OPERATOR(pg_catalog.=) $1"
 	" RETURNING c.state",
-	3, {INT8OID, TEXTOID, INT4OID}, NULL
+	3, {INT8OID, TEXTOID, INT4OID}, NULL, NULL
 };
 
 /* A run taken, for run_step (and step_failed's messages) */

@@ -41,11 +41,17 @@ StreamNameArgument(FunctionCallInfo fcinfo, int argno)
 	return name;
 }
 
-/* An entity: not NULL, not empty, of any length */
+/*
+ * An entity: not NULL, not empty, of any length, and kept on this node
+ * (shared/entity_placement.c)
+ */
 char *
 EntityArgument(FunctionCallInfo fcinfo, int argno)
 {
-	return NameArgument(fcinfo, argno, "entity");
+	char	   *entity = NameArgument(fcinfo, argno, "entity");
+
+	EnsureEntityIsHere("entity", entity, strlen(entity));
+	return entity;
 }
 
 /* The transaction's pending state of a stream, made at its first emit */
@@ -65,7 +71,7 @@ PendingStream(const char *stream)
 							   ChoreoRelationOid("events", false), STREAM_MAX_BATCH);
 }
 
-/* Checks the entity and makes the values of its item */
+/* Checks the entity (kept on this node too) and makes the values of its item */
 static void
 EmitValues(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 {
@@ -80,6 +86,7 @@ EmitValues(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("entity name must not be empty")));
+	EnsureEntityIsHere("entity", VARDATA_ANY(entity), VARSIZE_ANY_EXHDR(entity));
 	values[0] = PointerGetDatum(entity);
 	nulls[0] = false;
 	nulls[1] = PG_ARGISNULL(2);

@@ -112,9 +112,10 @@ LoadStreamWatch(const DefinitionId *id, MemoryContext cxt)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM " CHOREO_SCHEMA ".activities"
-							  " WHERE stream OPERATOR(pg_catalog.=) $1"
-							  "   AND engine OPERATOR(pg_catalog.<>) 'manual')",
+	/* this node's copy of the table (shared/citus_tables.c) */
+	if (SPI_execute_with_args(QueryForThisNode("SELECT EXISTS (SELECT FROM " CHOREO_TABLE_HERE("activities")
+											   " WHERE stream OPERATOR(pg_catalog.=) $1"
+											   "   AND engine OPERATOR(pg_catalog.<>) 'manual')"),
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the activities of stream \"%s\"", NameStr(id->name));
 	watch = MemoryContextAlloc(cxt, sizeof(StreamWatch));

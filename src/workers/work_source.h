@@ -187,10 +187,11 @@ extern int	WorkersRunning(const char *source, int64 *ids, int max);
 /* worker_transaction.c: the transactions and queries of the workers */
 typedef struct WorkerQuery
 {
-	const char *sql;
+	const char *sql;			/* may name tables with CHOREO_TABLE_HERE */
 	int			nargs;
 	Oid			argtypes[5];
 	SPIPlanPtr	plan;			/* prepared on first use, kept */
+	char	   *prepared;		/* the text it was prepared from, if sql has markers */
 } WorkerQuery;
 
 extern MemoryContext BeginWorkerTransaction(void);

@@ -90,15 +90,8 @@ ExecuteWorkerQuery(WorkerQuery *query, Datum *args, int expected)
 	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 
-	if (query->plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(query->sql, query->nargs, query->argtypes);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare \"%s\": %s", query->sql,
-				 SPI_result_code_string(SPI_result));
-		query->plan = plan;
-	}
+	(void) KeptPlanForThisNode(query->sql, query->nargs, query->argtypes, &query->plan,
+							   &query->prepared);
 	rc = SPI_execute_plan(query->plan, args, NULL, false, 0);
 	AtEOXact_GUC(true, nestlevel);
 	if (rc != expected)
