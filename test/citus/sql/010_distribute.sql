@@ -17,7 +17,7 @@ SELECT count(*) AS reference_tables_before FROM pg_dist_partition
 SELECT choreo_distribute();
 SELECT choreo_distribute() AS again;
 SELECT logicalrelid, partmethod, repmodel FROM pg_dist_partition
- WHERE logicalrelid::text LIKE 'choreograph.%' ORDER BY 1::text;
+ WHERE logicalrelid::text LIKE 'choreograph.%' ORDER BY logicalrelid::text;
 -- a copy on each of the three nodes, with the definition made before
 SELECT count(DISTINCT nodeport) AS nodes, min(result) AS steps, max(result)
   FROM run_command_on_placements('choreograph.steps', 'SELECT count(*) FROM %s');
@@ -26,6 +26,20 @@ SELECT count(DISTINCT nodeport) AS nodes, min(result) AS steps, max(result)
 SELECT result AS steps_foreign_keys
   FROM run_command_on_all_nodes($$SELECT count(*) FROM pg_constraint
      WHERE conname = 'steps_namespace_pipeline_fkey'$$) ORDER BY nodeid;
+-- activity cursors stay each node's own, without their foreign key
+SELECT result AS cursor_foreign_keys
+  FROM run_command_on_all_nodes($$SELECT count(*) FROM pg_constraint
+     WHERE conrelid = 'choreograph.activity_cursors'::regclass AND contype = 'f'$$) ORDER BY nodeid;
+-- the entry points taking an entity or a recipient are delegated by it
+SELECT objid::regprocedure AS delegated, distribution_argument_index AS by_argument, force_delegation
+  FROM pg_dist_object
+ WHERE classid = 'pg_proc'::regclass AND objid::regprocedure::text LIKE 'choreo%'
+ ORDER BY 1::text;
+-- entities are placed colocated with another table only at the first call
+CREATE TABLE customers (id text PRIMARY KEY);
+SELECT create_distributed_table('customers', 'id', shard_count := 7);
+SELECT choreo_distribute('customers');
+DROP TABLE customers;
 SELECT choreo_run('before_distribute')->'bag' AS ran;
 SELECT choreo_drop_pipeline('before_distribute');
 SELECT result AS steps_left

@@ -1,0 +1,82 @@
+-- scale-out: entity streams and activities through the coordinator.  Each
+-- entity lives on the node holding its shard of choreograph.entity_shards:
+-- a call of its own is delegated there by Citus (in a transaction block
+-- too), a call Citus runs elsewhere is refused with nothing written, and
+-- each node's workers run the activities of the entities it holds.
+SET client_min_messages = warning;
+SELECT current_setting('port') AS coordinator_port \gset
+CREATE TABLE processed (entity text, seqs bigint[], port int);
+SELECT create_distributed_table('processed', 'entity', colocate_with := 'choreograph.entity_shards');
+CREATE FUNCTION record_batch(entity text, tail bigint, events jsonb, initial boolean)
+    RETURNS choreo_outcome LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO processed
+    SELECT entity, array_agg((e->>'seq')::bigint ORDER BY (e->>'seq')::bigint),
+           current_setting('port')::int
+      FROM jsonb_array_elements(events) e;
+    RETURN choreo_eof((events->-1->>'seq')::bigint);
+END $$;
+SELECT choreo_create_activity('recorder', 'orders', 'record_batch(text, bigint, jsonb, boolean)');
+-- the activity is defined on every node
+SELECT result AS activities FROM run_command_on_all_nodes(
+    $$SELECT string_agg(name, ',') FROM choreograph.activities$$) ORDER BY nodeid;
+
+-- 200 entities, three events each, every emit a statement of its own
+-- (neither they nor their empty results shown)
+\set ECHO none
+\o /dev/null
+SELECT format('SELECT choreo_emit(%L, %L, %L)', 'orders', 'order-' || g,
+              jsonb_build_object('n', g, 'k', k))
+  FROM generate_series(1, 200) g, generate_series(1, 3) k ORDER BY k, g \gexec
+\o
+\set ECHO all
+-- and in transaction blocks: an entity's emits with the user's own writes
+BEGIN;
+SELECT choreo_emit('orders', 'order-1', '{"n": 1, "k": 4}');
+SELECT choreo_emit_and_wait('orders', 'order-1', '{"n": 1, "k": 5}') AS seq_in_transaction;
+COMMIT;
+-- each entity's events are numbered from 1 without gaps, in commit order
+SELECT seq, payload->>'k' AS k FROM choreo_events('orders', 'order-1');
+SELECT count(*) AS events_of_order_2 FROM choreo_events('orders', 'order-2');
+-- kept on the workers only, each entity on one node
+SELECT count(*) FILTER (WHERE result::int > 0) AS nodes_with_entities, sum(result::int) AS entities
+  FROM run_command_on_all_nodes($$SELECT count(*) FROM choreograph.stream_entities$$);
+SELECT result::int AS coordinator_entities FROM run_command_on_coordinator(
+    $$SELECT count(*) FROM choreograph.stream_entities$$);
+-- a statement Citus does not delegate runs on the coordinator: refused
+-- (0A000: the message names the node, whose port differs from run to run)
+\set VERBOSITY sqlstate
+SELECT choreo_emit('orders', 'order-' || g, '{}') FROM generate_series(1, 3) g;
+\set VERBOSITY default
+SELECT sum(result::int) AS events_after_refusal
+  FROM run_command_on_all_nodes($$SELECT count(*) FROM choreograph.events$$);
+
+-- the workers of the node holding each entity ran the activity, in order:
+-- wait (at most a minute) for all 603 events
+SELECT choreo_emit('orders', 'order-200', '{"last": true}');
+DO $$
+BEGIN
+    FOR i IN 1 .. 1200 LOOP
+        EXIT WHEN (SELECT count(*) FROM processed, unnest(seqs)) >= 603;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+SELECT count(*) AS events_processed FROM processed, unnest(seqs);
+SELECT count(DISTINCT entity) AS entities_processed,
+       count(DISTINCT port) AS nodes_that_processed,
+       bool_and(port <> :coordinator_port) AS none_on_the_coordinator
+  FROM processed;
+-- every event processed once, in order, on the entity's node
+SELECT count(*) AS entities_in_order
+  FROM (SELECT entity, array_agg(s ORDER BY s) AS seqs, count(*) AS n, count(DISTINCT s) AS distinct_n
+          FROM processed, unnest(seqs) s GROUP BY entity) p
+ WHERE n = distinct_n AND seqs = (SELECT array_agg(g) FROM generate_series(1, n) g);
+SELECT choreo_run_activity('recorder', 'order-7') AS nothing_left_for_order_7;
+SELECT result AS cursors_caught_up FROM run_command_on_workers(
+    $$SELECT count(*) FILTER (WHERE status = 'idle' AND lag = 0) = count(*) FROM choreo_activities$$)
+ ORDER BY nodeport;
+SELECT choreo_drop_activity('recorder');
+SELECT sum(result::int) AS cursors_after_drop
+  FROM run_command_on_all_nodes($$SELECT count(*) FROM choreograph.activity_cursors$$);
+DROP FUNCTION record_batch(text, bigint, jsonb, boolean);
+DROP TABLE processed;
