@@ -19,6 +19,14 @@ SELECT (SELECT count(*) FROM items) AS items, (SELECT count(*) FROM item_changes
 -- fired on the coordinator, the same buffer writes through Citus
 SELECT choreo_fire_forget('item_changes', '{"payload": {"op": "by hand"}}');
 SELECT count(*) AS changes_by_hand FROM item_changes;
+-- a table only the coordinator has: the buffer's definition, written on
+-- every node, is refused by Citus on the first node that lacks it (42P01)
+CREATE TABLE coordinator_only (payload jsonb);
+\set VERBOSITY sqlstate
+SELECT choreo_create_buffer('coordinator_only', 'coordinator_only');
+\set VERBOSITY default
+SELECT count(*) AS buffers_named_so FROM choreo_buffers WHERE name = 'coordinator_only';
+DROP TABLE coordinator_only;
 -- a table of each node's own (the same name on every node, not a Citus table)
 SELECT result FROM run_command_on_all_nodes(
     'CREATE TABLE public.node_changes (id bigserial, payload jsonb, port int DEFAULT current_setting(''port'')::int)');

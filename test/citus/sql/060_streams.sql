@@ -51,13 +51,42 @@ SELECT choreo_emit('orders', 'order-' || g, '{}') FROM generate_series(1, 3) g;
 SELECT sum(result::int) AS events_after_refusal
   FROM run_command_on_all_nodes($$SELECT count(*) FROM choreograph.events$$);
 
+-- a job of a run Citus pushed down to a worker emits for the entities of
+-- that node (a table colocated with entity_shards): here, a seventh event
+-- for order-3; for an entity elsewhere it is refused, with nothing written
+CREATE TABLE order_rows (entity text PRIMARY KEY, other text);
+SELECT create_distributed_table('order_rows', 'entity', colocate_with := 'choreograph.entity_shards');
+CREATE FUNCTION node_of(entity text) RETURNS int LANGUAGE sql
+    AS $$ SELECT nodeport FROM pg_dist_placement JOIN pg_dist_node USING (groupid)
+           WHERE shardid = get_shard_id_for_distribution_column('choreograph.entity_shards', entity) $$;
+INSERT INTO order_rows
+SELECT 'order-3', min('order-' || g) FROM generate_series(4, 200) g
+ WHERE node_of('order-' || g) <> node_of('order-3');
+CREATE FUNCTION emit_own(r order_rows) RETURNS void LANGUAGE sql
+    AS $$ SELECT choreo_emit('orders', r.entity, '{"from": "a job"}') $$;
+CREATE FUNCTION emit_other(r order_rows) RETURNS void LANGUAGE sql
+    AS $$ SELECT choreo_emit('orders', r.other, '{"from": "a job"}') $$;
+SELECT choreo_add_step('emit_own', 'emit', 'emit_own(order_rows)');
+SELECT choreo_add_step('emit_other', 'emit', 'emit_other(order_rows)');
+SELECT count(choreo_run('emit_own', r)) AS runs FROM order_rows r WHERE entity = 'order-3';
+\set VERBOSITY sqlstate
+SELECT count(choreo_run('emit_other', r)) AS runs FROM order_rows r WHERE entity = 'order-3';
+\set VERBOSITY default
+SELECT count(*) AS events_of_order_3, max(payload->>'from') AS last_from
+  FROM choreo_events('orders', 'order-3');
+SELECT other AS other_entity FROM order_rows \gset
+SELECT count(*) AS events_of_the_other_entity FROM choreo_events('orders', :'other_entity');
+SELECT choreo_drop_pipeline('emit_own'), choreo_drop_pipeline('emit_other');
+DROP FUNCTION emit_own(order_rows), emit_other(order_rows), node_of(text);
+DROP TABLE order_rows;
+
 -- the workers of the node holding each entity ran the activity, in order:
--- wait (at most a minute) for all 603 events
+-- wait (at most a minute) for all 604 events
 SELECT choreo_emit('orders', 'order-200', '{"last": true}');
 DO $$
 BEGIN
     FOR i IN 1 .. 1200 LOOP
-        EXIT WHEN (SELECT count(*) FROM processed, unnest(seqs)) >= 603;
+        EXIT WHEN (SELECT count(*) FROM processed, unnest(seqs)) >= 604;
         PERFORM pg_sleep(0.05);
     END LOOP;
 END $$;
