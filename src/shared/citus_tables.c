@@ -342,7 +342,8 @@ KeptPlanForThisNode(const char *query, int nargs, Oid *argtypes, SPIPlanPtr *pla
 {
 	char	   *text;
 
-	if (*plan != NULL && strchr(query, '\001') == NULL)
+	/* without Citus, every table is read where it is: as prepared */
+	if (*plan != NULL && (strchr(query, '\001') == NULL || !CitusIsInstalled()))
 		return *plan;
 	text = QueryForThisNode(query);
 	if (*plan != NULL && strcmp(text, *prepared) == 0)
