@@ -2,6 +2,8 @@
 -- tables, a copy on every node; definitions made before it are kept, and
 -- it may be called again (run on the coordinator by test/run)
 SET client_min_messages = warning;
+-- the CONTEXT of an error on a worker names its port, which differs from run to run
+\set SHOW_CONTEXT never
 CREATE EXTENSION IF NOT EXISTS choreograph;
 CREATE FUNCTION made_before() RETURNS text LANGUAGE sql AS $$ SELECT 'made before' $$;
 SELECT choreo_add_step('before_distribute', 'only', 'made_before()');

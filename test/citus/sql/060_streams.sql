@@ -4,6 +4,8 @@
 -- too), a call Citus runs elsewhere is refused with nothing written, and
 -- each node's workers run the activities of the entities it holds.
 SET client_min_messages = warning;
+-- the CONTEXT of an error on a worker names its port, which differs from run to run
+\set SHOW_CONTEXT never
 SELECT current_setting('port') AS coordinator_port \gset
 CREATE TABLE processed (entity text, seqs bigint[], port int);
 SELECT create_distributed_table('processed', 'entity', colocate_with := 'choreograph.entity_shards');

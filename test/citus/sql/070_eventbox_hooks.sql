@@ -5,6 +5,8 @@
 -- by that node's workers: on the coordinator for a session there, on a
 -- worker for a run Citus pushed down to it.
 SET client_min_messages = warning;
+-- the CONTEXT of an error on a worker names its port, which differs from run to run
+\set SHOW_CONTEXT never
 SELECT current_setting('port') AS coordinator_port \gset
 CREATE FUNCTION count_up(recipient text, state jsonb, events jsonb) RETURNS jsonb
     LANGUAGE sql AS $$
