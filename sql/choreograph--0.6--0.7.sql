@@ -13,6 +13,11 @@ CREATE TABLE choreograph.entity_shards (entity text NOT NULL);
 -- longer reference them by a foreign key (the node's own table is Citus's
 -- shell, the rows are in the shard); this trigger on the shards removes a
 -- dropped activity's cursors on every node instead.
+-- And this one, on every node's copy, starts a new activity for the
+-- entities that node holds (activities are created on the coordinator).
+CREATE FUNCTION choreograph.choreo_activity_created() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'choreo_activity_created' LANGUAGE C;
+
 CREATE FUNCTION choreograph.choreo_activity_dropped() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -42,8 +47,10 @@ $$;
 --   they touch nothing but the node's own definition caches and rows.
 --   Activity cursors stay each node's own: their foreign key to the
 --   activities is dropped on every node first (in transactions of their
---   own, before this one takes any lock they would wait for), and a
---   trigger removes a dropped activity's cursors instead.
+--   own, before this one takes any lock they would wait for; again at each
+--   call, for nodes added since), a trigger removes a dropped activity's
+--   cursors instead, and another starts a new activity for the entities
+--   each node holds.
 --
 -- * entities are placed on the nodes: choreograph.entity_shards becomes a
 --   table distributed by entity (colocated with entities_colocate_with, a
@@ -54,7 +61,8 @@ $$;
 --   streams, cursors and eventbox state are kept there and nowhere else
 --   (shared/entity_placement.c refuses a call on another node).
 --
--- Idempotent; superuser or the extension's owner, on the coordinator.
+-- Idempotent, and to be called again after adding a node; superuser or
+-- the extension's owner, on the coordinator.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION choreo_distribute(entities_colocate_with regclass DEFAULT NULL) RETURNS void
     LANGUAGE plpgsql
@@ -77,11 +85,23 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Add the coordinator with citus_set_coordinator_host() and the workers with citus_add_node() first.';
     END IF;
+    -- on every call: a node added since has the key again (Citus created
+    -- the extension there); checked, as run_command_on_workers only reports
+    FOR f IN SELECT * FROM run_command_on_workers(
+            'ALTER TABLE choreograph.activity_cursors'
+            ' DROP CONSTRAINT IF EXISTS activity_cursors_activity_id_fkey') LOOP
+        IF NOT f.success THEN
+            RAISE EXCEPTION 'could not drop the foreign key of the activity cursors on node %:%',
+                            f.nodename, f.nodeport
+                USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = f.result;
+        END IF;
+    END LOOP;
+    ALTER TABLE choreograph.activity_cursors DROP CONSTRAINT IF EXISTS activity_cursors_activity_id_fkey;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
                     WHERE logicalrelid = 'choreograph.activities'::regclass) THEN
-        PERFORM run_command_on_workers('ALTER TABLE choreograph.activity_cursors'
-                                       ' DROP CONSTRAINT IF EXISTS activity_cursors_activity_id_fkey');
-        ALTER TABLE choreograph.activity_cursors DROP CONSTRAINT IF EXISTS activity_cursors_activity_id_fkey;
+        DROP TRIGGER IF EXISTS activity_created ON choreograph.activities;
+        CREATE TRIGGER activity_created AFTER INSERT ON choreograph.activities
+            FOR EACH ROW EXECUTE FUNCTION choreograph.choreo_activity_created();
         DROP TRIGGER IF EXISTS activity_dropped ON choreograph.activities;
         CREATE TRIGGER activity_dropped AFTER DELETE ON choreograph.activities
             FOR EACH ROW EXECUTE FUNCTION choreograph.choreo_activity_dropped();
@@ -109,6 +129,8 @@ BEGIN
 
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
                     WHERE logicalrelid = 'choreograph.entity_shards'::regclass) THEN
+        -- one placement per shard: an entity is kept on one node
+        PERFORM pg_catalog.set_config('citus.shard_replication_factor', '1', true);
         PERFORM create_distributed_table('choreograph.entity_shards', 'entity',
                                          colocate_with := coalesce(entities_colocate_with::text,
                                                                    'default'));
@@ -125,6 +147,7 @@ BEGIN
             ('choreo_emit(text, text, jsonb)', 'entity'),
             ('choreo_emit_and_wait(text, text, jsonb)', 'entity'),
             ('choreo_events(text, text, bigint, integer)', 'entity'),
+            ('choreo_start_activity(text, text, bigint)', 'entity'),
             ('choreo_run_activity(text, text)', 'entity'),
             ('choreo_reset_activity(text, text, bigint)', 'entity'),
             ('choreo_send(text, jsonb)', 'recipient'),

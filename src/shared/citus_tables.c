@@ -41,6 +41,8 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "common/hashfn.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/catcache.h"
 #include "utils/fmgroids.h"
@@ -62,11 +64,13 @@ typedef struct CitusTableEntry
 } CitusTableEntry;
 
 static HTAB *citus_tables = NULL;	/* in CacheMemoryContext */
+static uint64 citus_tables_invalidations = 0;	/* to notice one while reading */
 
 /* A relation changed (InvalidOid: every one): what was read of it may not hold */
 static void
 CitusTablesInvalidate(Datum arg, Oid relid)
 {
+	citus_tables_invalidations++;
 	if (citus_tables == NULL)
 		return;
 	if (OidIsValid(relid))
@@ -131,6 +135,29 @@ ReadCitusCatalog(const char *catalog_name, const char *index_name,
 #define Anum_citus_shardid 2
 
 /*
+ * The name Citus gives a table's shard (AppendShardIdToName in Citus): the
+ * table's name, an underscore and the shard id; a name too long for that
+ * is cut (at a character boundary) and followed by its hash
+ */
+static void
+CitusShardName(const char *relname, int64 shardid, char *name)
+{
+	char		suffix[32];
+	int			len = strlen(relname);
+
+	snprintf(suffix, sizeof(suffix), "_" INT64_FORMAT, shardid);
+	if (len < NAMEDATALEN - (int) strlen(suffix))
+		snprintf(name, NAMEDATALEN, "%s%s", relname, suffix);
+	else
+	{
+		uint32		hash = DatumGetUInt32(hash_any((const unsigned char *) relname, len));
+		int			clip = pg_mbcliplen(relname, len, NAMEDATALEN - strlen(suffix) - 10);
+
+		snprintf(name, NAMEDATALEN, "%.*s_%.8x%s", clip, relname, hash, suffix);
+	}
+}
+
+/*
  * The shard of a Citus table stored on this node, when the table has
  * exactly one (a reference table, or a table Citus keeps on one node):
  * Citus names a shard after its table and its id
@@ -139,7 +166,7 @@ static Oid
 ReadLocalShard(Oid relid)
 {
 	Datum		shardid;
-	char		name[NAMEDATALEN * 2];
+	char		name[NAMEDATALEN];
 	char	   *relname = get_rel_name(relid);
 
 	if (relname == NULL ||
@@ -147,16 +174,15 @@ ReadLocalShard(Oid relid)
 						 Anum_citus_logicalrelid, F_OIDEQ, ObjectIdGetDatum(relid),
 						 Anum_citus_shardid, INT8OID, &shardid) != 1)
 		return InvalidOid;
-	snprintf(name, sizeof(name), "%s_" INT64_FORMAT, relname, DatumGetInt64(shardid));
-	if (strlen(name) >= NAMEDATALEN)
-		return InvalidOid;		/* Citus shortens such names; ours are short */
+	CitusShardName(relname, DatumGetInt64(shardid), name);
 	return get_relname_relid(name, get_rel_namespace(relid));
 }
 
 /*
- * The Citus table the relation is a shard of, if it is one: a shard is
- * named after its table, an underscore and its shard id, in the table's
- * schema, and the shard id's row in pg_dist_shard names the table
+ * The Citus table the relation is a shard of, if it is one: a shard's name
+ * ends in an underscore and its shard id, the shard id's row in
+ * pg_dist_shard names the table, and the table's shard of that id has
+ * exactly this name, in the same schema
  */
 static Oid
 ReadShardOwner(Oid relid)
@@ -167,7 +193,7 @@ ReadShardOwner(Oid relid)
 	int64		shardid;
 	Datum		owner;
 	char	   *owner_name;
-	size_t		owner_len;
+	char		expected[NAMEDATALEN];
 
 	if (relname == NULL || (suffix = strrchr(relname, '_')) == NULL ||
 		!isdigit((unsigned char) suffix[1]))
@@ -180,11 +206,12 @@ ReadShardOwner(Oid relid)
 						 Anum_citus_shardid, F_INT8EQ, Int64GetDatum(shardid),
 						 Anum_citus_logicalrelid, REGCLASSOID, &owner) != 1)
 		return InvalidOid;
-	/* the same name up to the suffix: not a table of ours that looks like one */
+	/* not a table of the user's that merely looks like a shard */
 	owner_name = get_rel_name(DatumGetObjectId(owner));
-	owner_len = suffix - relname;
-	if (owner_name == NULL || strlen(owner_name) != owner_len ||
-		strncmp(owner_name, relname, owner_len) != 0 ||
+	if (owner_name == NULL)
+		return InvalidOid;
+	CitusShardName(owner_name, shardid, expected);
+	if (strcmp(expected, relname) != 0 ||
 		get_rel_namespace(DatumGetObjectId(owner)) != get_rel_namespace(relid))
 		return InvalidOid;
 	return DatumGetObjectId(owner);
@@ -213,13 +240,26 @@ CitusTableLookup(Oid relid)
 	entry = hash_search(citus_tables, &relid, HASH_FIND, NULL);
 	if (entry == NULL)
 	{
-		bool		managed = ReadCitusCatalog("pg_dist_partition",
-											   "pg_dist_partition_logical_relid_index",
-											   Anum_citus_logicalrelid, F_OIDEQ,
-											   ObjectIdGetDatum(relid), 0, InvalidOid,
-											   NULL) > 0;
-		Oid			local_shard = managed ? ReadLocalShard(relid) : InvalidOid;
-		Oid			shard_of = managed ? InvalidOid : ReadShardOwner(relid);
+		bool		managed;
+		Oid			local_shard;
+		Oid			shard_of;
+		uint64		invalidations;
+
+		/*
+		 * Reading takes locks, which take in invalidations: one that came
+		 * meanwhile found no entry to drop, so what was read may be stale
+		 * already; read again then
+		 */
+		do
+		{
+			invalidations = citus_tables_invalidations;
+			managed = ReadCitusCatalog("pg_dist_partition",
+									   "pg_dist_partition_logical_relid_index",
+									   Anum_citus_logicalrelid, F_OIDEQ,
+									   ObjectIdGetDatum(relid), 0, InvalidOid, NULL) > 0;
+			local_shard = managed ? ReadLocalShard(relid) : InvalidOid;
+			shard_of = managed ? InvalidOid : ReadShardOwner(relid);
+		} while (invalidations != citus_tables_invalidations);
 
 		entry = hash_search(citus_tables, &relid, HASH_ENTER, &found);
 		entry->managed = managed;
@@ -295,6 +335,25 @@ ChoreoTableToRead(const char *relname)
 }
 
 /*
+ * Reading a reference table's own shard is reading what Citus writes there
+ * in this backend, by local execution, within the same transaction; with
+ * local execution off, Citus writes it over a connection of its own, which
+ * would wait for the row locks taken here (and this transaction for it)
+ */
+static void
+RequireCitusLocalExecution(void)
+{
+	const char *local = GetConfigOption("citus.enable_local_execution", true, false);
+
+	if (local != NULL && strcmp(local, "off") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("choreograph needs citus.enable_local_execution on a Citus cluster"),
+				 errdetail("choreograph reads its definitions from this node's copy of them, which Citus writes in the same session only by local execution."),
+				 errhint("SET citus.enable_local_execution = on.")));
+}
+
+/*
  * A query with each CHOREO_TABLE_HERE(name) in it replaced by the
  * qualified name of the relation to read that table from on this node,
  * in the current memory context
@@ -318,9 +377,17 @@ QueryForThisNode(const char *query)
 		appendBinaryStringInfo(&buf, p, marker - p);
 		name = pnstrdup(marker + 1, end - marker - 1);
 		relid = ChoreoTableToRead(name);
-		appendStringInfoString(&buf,
-							   quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-														  get_rel_name(relid)));
+		if (relid != ChoreoRelationOid(name, false))
+			RequireCitusLocalExecution();
+		{
+			char	   *relname = get_rel_name(relid);
+			char	   *nspname = get_namespace_name(get_rel_namespace(relid));
+
+			if (relname == NULL || nspname == NULL)
+				elog(ERROR, "could not find the copy of table %s.%s on this node",
+					 CHOREO_SCHEMA, name);
+			appendStringInfoString(&buf, quote_qualified_identifier(nspname, relname));
+		}
 		pfree(name);
 		p = end + 1;
 	}

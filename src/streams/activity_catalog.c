@@ -320,6 +320,52 @@ ParseActivityOptions(Jsonb *options, ActivityOptions *out)
 	}
 }
 
+/*
+ * With auto_start, the entities a new activity's stream already has on
+ * this node get the activity, from their first event; the workers start on
+ * them at commit.  Between BeginExtensionWrite and EndExtensionWrite, after
+ * the activity's row is written (choreo_create_activity; on a Citus
+ * cluster, every node's trigger on its copy of the table).
+ */
+static void
+StartForExistingEntities(const char *display, Oid namespace, const char *name,
+						 const char *stream, const char *engine, bool auto_start)
+{
+	SPIPlanPtr	plan;
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		args[2] = {ObjectIdGetDatum(namespace), CStringGetTextDatum(name)};
+
+	if (strcmp(engine, "manual") == 0)
+		return;
+
+	/*
+	 * From now on the stream's flushes leave news for the workers; the
+	 * lock waits for those that began without (stream_sink.c), so that the
+	 * entities they wrote are seen below.
+	 */
+	StreamWatchBegins(stream);
+	if (!auto_start)
+		return;
+	/* the activity just written, read from this node's copy */
+	plan = SPI_prepare(QueryForThisNode("INSERT INTO " CHOREO_SCHEMA ".activity_cursors (activity_id, entity_id, next_run_at)"
+										" SELECT a.id, s.id, pg_catalog.now()"
+										"   FROM " CHOREO_TABLE_HERE("activities") " a, " CHOREO_SCHEMA ".stream_entities s"
+										"  WHERE a.namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
+										"    AND a.name OPERATOR(pg_catalog.=) $2"
+										"    AND s.stream OPERATOR(pg_catalog.=) a.stream"
+										" ON CONFLICT (activity_id, entity_id) DO NOTHING"),
+					   2, types);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the cursors of activity \"%s\"", display);
+	/* a snapshot taken after the lock, at any isolation level */
+	CommandCounterIncrement();
+	if (SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 false, true, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not start activity \"%s\" for its stream's entities", display);
+	SPI_freeplan(plan);
+	CursorsAnnounceAtCommit(0);
+}
+
 PG_FUNCTION_INFO_V1(choreo_create_activity);
 
 /* Defines an activity of a stream, owned by the caller */
@@ -404,44 +450,8 @@ choreo_create_activity(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("activity \"%s\" already exists", parsed.display)));
 
-	/*
-	 * With auto_start, the entities the stream already has get the
-	 * activity, from their first event; the workers start on them at
-	 * commit.
-	 */
-	if (strcmp(options.engine, "manual") != 0)
-	{
-		/*
-		 * From now on the stream's flushes leave news for the workers; the
-		 * lock waits for those that began without (stream_sink.c), so that
-		 * the entities they wrote are seen below.
-		 */
-		StreamWatchBegins(stream);
-		if (options.auto_start)
-		{
-			SPIPlanPtr	plan;
-			Oid			types[2] = {OIDOID, TEXTOID};
-
-			/* the activity just written, read from this node's copy */
-			plan = SPI_prepare(QueryForThisNode("INSERT INTO " CHOREO_SCHEMA ".activity_cursors (activity_id, entity_id, next_run_at)"
-							   " SELECT a.id, s.id, pg_catalog.now()"
-							   "   FROM " CHOREO_TABLE_HERE("activities") " a, " CHOREO_SCHEMA ".stream_entities s"
-							   "  WHERE a.namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
-							   "    AND a.name OPERATOR(pg_catalog.=) $2"
-							   "    AND s.stream OPERATOR(pg_catalog.=) a.stream"),
-							   2, types);
-			if (plan == NULL)
-				elog(ERROR, "could not prepare the cursors of activity \"%s\"", parsed.display);
-			/* a snapshot taken after the lock, at any isolation level */
-			CommandCounterIncrement();
-			if (SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
-									 false, true, 0) != SPI_OK_INSERT)
-				elog(ERROR, "could not start activity \"%s\" for its stream's entities",
-					 parsed.display);
-			SPI_freeplan(plan);
-			CursorsAnnounceAtCommit(0);
-		}
-	}
+	StartForExistingEntities(parsed.display, id.namespace, NameStr(id.name), stream,
+							 options.engine, options.auto_start);
 	EndExtensionWrite(&write);
 	PG_RETURN_VOID();
 }
@@ -634,4 +644,49 @@ ActivitiesInit(void)
 	DefinitionKindRegister(&ActivityKind);
 	RowGuardRegister("activities", ActivityRowAllowed);
 	RowGuardRegister("activity_cursors", CursorRowAllowed);
+}
+
+PG_FUNCTION_INFO_V1(choreo_activity_created);
+
+/*
+ * On a Citus cluster (choreo_distribute()), a trigger on every node's copy
+ * of the activities: the activity created on the coordinator starts there
+ * for the entities each node holds, in the same distributed transaction
+ */
+Datum
+choreo_activity_created(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	row;
+	ExtensionWrite write;
+	bool		isnull[5];
+	Datum		namespace;
+	Datum		name;
+	Datum		stream;
+	Datum		engine;
+	Datum		auto_start;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) || !TRIGGER_FIRED_AFTER(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("choreo_activity_created() must be called as an AFTER INSERT row trigger")));
+	desc = RelationGetDescr(trigdata->tg_relation);
+	row = trigdata->tg_trigtuple;
+	namespace = heap_getattr(row, SPI_fnumber(desc, "namespace"), desc, &isnull[0]);
+	name = heap_getattr(row, SPI_fnumber(desc, "name"), desc, &isnull[1]);
+	stream = heap_getattr(row, SPI_fnumber(desc, "stream"), desc, &isnull[2]);
+	engine = heap_getattr(row, SPI_fnumber(desc, "engine"), desc, &isnull[3]);
+	auto_start = heap_getattr(row, SPI_fnumber(desc, "auto_start"), desc, &isnull[4]);
+	for (int i = 0; i < 5; i++)
+		if (isnull[i])
+			elog(ERROR, "unexpected null in a row of choreograph.activities");
+
+	BeginExtensionWrite(&write, true);
+	StartForExistingEntities(TextDatumGetCString(name), DatumGetObjectId(namespace),
+							 TextDatumGetCString(name), TextDatumGetCString(stream),
+							 TextDatumGetCString(engine), DatumGetBool(auto_start));
+	EndExtensionWrite(&write);
+	return PointerGetDatum(NULL);
 }

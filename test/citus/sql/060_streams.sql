@@ -106,6 +106,23 @@ SELECT choreo_run_activity('recorder', 'order-7') AS nothing_left_for_order_7;
 SELECT result AS cursors_caught_up FROM run_command_on_workers(
     $$SELECT count(*) FILTER (WHERE status = 'idle' AND lag = 0) = count(*) FROM choreo_activities$$)
  ORDER BY nodeport;
+-- an activity created once the stream has entities starts at once for
+-- those of every node (a trigger on each node's copy of the activities),
+-- and one without auto_start for an entity on its node (delegated)
+CREATE FUNCTION caught_up(entity text, tail bigint, events jsonb, initial boolean)
+    RETURNS choreo_outcome LANGUAGE sql AS $$ SELECT choreo_eof((events->-1->>'seq')::bigint) $$;
+SELECT choreo_create_activity('late', 'orders', 'caught_up(text, bigint, jsonb, boolean)');
+SELECT choreo_create_activity('picked', 'orders', 'caught_up(text, bigint, jsonb, boolean)',
+                              '{"auto_start": false}');
+SELECT choreo_start_activity('picked', 'order-9');
+SELECT a.name AS activity, sum(r.result::int) AS cursors
+  FROM (VALUES ('late'), ('picked')) a(name),
+       LATERAL run_command_on_all_nodes(format(
+           'SELECT count(*) FROM choreograph.activity_cursors c JOIN choreograph.activities a
+              ON a.id = c.activity_id WHERE a.name = %L', a.name)) r
+ GROUP BY a.name ORDER BY a.name;
+SELECT choreo_drop_activity('late'), choreo_drop_activity('picked');
+DROP FUNCTION caught_up(text, bigint, jsonb, boolean);
 SELECT choreo_drop_activity('recorder');
 SELECT sum(result::int) AS cursors_after_drop
   FROM run_command_on_all_nodes($$SELECT count(*) FROM choreograph.activity_cursors$$);
