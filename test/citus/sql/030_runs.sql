@@ -50,6 +50,19 @@ SELECT choreo_run('flow', o)->'bag'->'stamp'->>'job' AS added_step FROM orders o
 SELECT choreo_remove_step('flow', 'stamp');
 SELECT choreo_run('flow', o)->'bag' ? 'stamp' AS removed_step_still_runs
   FROM orders o WHERE id = 7;
+-- a table whose name is too long for Citus to append the shard id: its
+-- shards are named with a hash, and still taken for the table
+CREATE TABLE orders_with_a_name_long_enough_to_make_citus_hash_shard_names (id bigint PRIMARY KEY, v text);
+SELECT create_distributed_table('orders_with_a_name_long_enough_to_make_citus_hash_shard_names', 'id');
+INSERT INTO orders_with_a_name_long_enough_to_make_citus_hash_shard_names VALUES (1, 'long');
+CREATE FUNCTION long_v(o orders_with_a_name_long_enough_to_make_citus_hash_shard_names)
+    RETURNS text LANGUAGE sql AS $$ SELECT o.v $$;
+SELECT choreo_add_step('long_flow', 'v', 'long_v(orders_with_a_name_long_enough_to_make_citus_hash_shard_names)');
+SELECT choreo_run('long_flow', o)->'bag' AS bag
+  FROM orders_with_a_name_long_enough_to_make_citus_hash_shard_names o WHERE id = 1;
+SELECT choreo_drop_pipeline('long_flow');
+DROP FUNCTION long_v(orders_with_a_name_long_enough_to_make_citus_hash_shard_names);
+DROP TABLE orders_with_a_name_long_enough_to_make_citus_hash_shard_names;
 -- a step whose type does not match is refused on the worker as on one server
 SELECT choreo_add_step('wrong', 'w', 'describe(orders)');
 CREATE TABLE others (id bigint PRIMARY KEY);
