@@ -78,6 +78,57 @@ SELECT sum(result::int) AS hooks_run_on_workers,
   FROM run_command_on_workers('SELECT count(*) FROM public.hook_runs');
 SELECT sum(result::int) AS hooks_left
   FROM run_command_on_all_nodes('SELECT count(*) FROM choreograph.hooks');
+-- pre-commit hooks: at the coordinator's COMMIT, writing a distributed
+-- table through Citus; registered by a job on a worker, run at that node's
+-- PREPARE (Citus commits in two phases), where Citus runs no distributed
+-- query (the statement fails, with nothing written) but the node's own
+-- tables may be written
+CREATE TABLE audit (ticket bigint, note text);
+SELECT create_distributed_table('audit', 'ticket', colocate_with := 'tickets');
+CREATE FUNCTION audit_hook(payload jsonb) RETURNS void LANGUAGE plpgsql
+    AS $$ BEGIN INSERT INTO audit VALUES ((payload->>'ticket')::bigint, payload->>'note'); END $$;
+BEGIN;
+SELECT choreo_pre_commit('audit_hook(jsonb)', '{"ticket": 1, "note": "at the coordinator''s commit"}');
+SELECT count(*) AS before_commit FROM audit;
+COMMIT;
+CREATE FUNCTION audit_later(t tickets) RETURNS void LANGUAGE sql
+    AS $$ SELECT choreo_pre_commit('audit_hook(jsonb)',
+                                   jsonb_build_object('ticket', t.id, 'note', 'at the worker''s prepare')) $$;
+SELECT choreo_add_step('audit_flow', 'audit', 'audit_later(tickets)');
+SELECT count(choreo_run('audit_flow', t)) AS runs FROM tickets t WHERE id = 2;
+SELECT ticket, note FROM audit ORDER BY ticket;
+SELECT result FROM run_command_on_workers('CREATE TABLE public.node_audit (note text, port int)');
+CREATE FUNCTION node_audit_hook(payload jsonb) RETURNS void LANGUAGE plpgsql
+    AS $$ BEGIN INSERT INTO node_audit VALUES (payload->>'note', current_setting('port')::int); END $$;
+CREATE FUNCTION node_audit_later(t tickets) RETURNS void LANGUAGE sql
+    AS $$ SELECT choreo_pre_commit('node_audit_hook(jsonb)', jsonb_build_object('note', t.title)) $$;
+SELECT choreo_add_step('node_audit_flow', 'audit', 'node_audit_later(tickets)');
+SELECT count(choreo_run('node_audit_flow', t)) AS runs FROM tickets t;
+SELECT sum(result::int) AS written_at_prepare, count(*) FILTER (WHERE result::int > 0) AS nodes
+  FROM run_command_on_workers('SELECT count(*) FROM public.node_audit');
+-- a pre-commit hook that fails aborts the distributed transaction everywhere
+CREATE FUNCTION refuse_hook(payload jsonb) RETURNS void LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'refused at commit' USING ERRCODE = 'check_violation'; END $$;
+CREATE FUNCTION refuse_later(t tickets) RETURNS void LANGUAGE sql
+    AS $$ SELECT choreo_pre_commit('refuse_hook(jsonb)') $$;
+SELECT choreo_add_step('refuse_flow', 'refuse', 'refuse_later(tickets)');
+BEGIN;
+INSERT INTO tickets VALUES (3, 'third');
+SELECT count(choreo_run('refuse_flow', t)) AS runs FROM tickets t WHERE id = 1;
+-- the hook's error reaches the coordinator as Citus's WARNINGs naming the
+-- node and an ERROR naming the shard: only the SQLSTATE is shown
+SET client_min_messages = error;
+\set VERBOSITY sqlstate
+COMMIT;
+\set VERBOSITY default
+SET client_min_messages = warning;
+SELECT count(*) AS tickets_after_refusal FROM tickets;
+SELECT choreo_drop_pipeline('audit_flow'), choreo_drop_pipeline('refuse_flow'),
+       choreo_drop_pipeline('node_audit_flow');
+DROP FUNCTION audit_later(tickets), refuse_later(tickets), audit_hook(jsonb), refuse_hook(jsonb),
+              node_audit_later(tickets), node_audit_hook(jsonb);
+DROP TABLE audit;
+SELECT result FROM run_command_on_workers('DROP TABLE public.node_audit');
 SELECT choreo_drop_pipeline('ticket_flow');
 DROP FUNCTION hook_later(tickets);
 DROP TABLE tickets, hook_runs;
