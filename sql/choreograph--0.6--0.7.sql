@@ -9,6 +9,23 @@
 -- ---------------------------------------------------------------------------
 CREATE TABLE choreograph.entity_shards (entity text NOT NULL);
 
+-- The node (Citus group) that has served each of its shards: the state of
+-- the shard's entities is there.  A shard Citus moves elsewhere (a
+-- rebalance) leaves that state behind, so its entities are refused on the
+-- new node until choreo_rehome_entities() records it there, which it does
+-- only for shards that left no state behind.  A reference table; each
+-- node's copy is read (entity_placement.c), its caches told by the
+-- trigger.
+CREATE TABLE choreograph.entity_homes (
+    shardid bigint PRIMARY KEY,
+    groupid integer NOT NULL
+);
+-- read by every role's calls, as the definitions are
+GRANT SELECT ON choreograph.entity_homes TO PUBLIC;
+CREATE TRIGGER definitions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON choreograph.entity_homes
+    FOR EACH STATEMENT EXECUTE FUNCTION choreograph.choreo_definitions_changed();
+
 -- Once activities are a reference table, each node's cursors can no
 -- longer reference them by a foreign key (the node's own table is Citus's
 -- shell, the rows are in the shard); this trigger on the shards removes a
@@ -107,7 +124,7 @@ BEGIN
             FOR EACH ROW EXECUTE FUNCTION choreograph.choreo_activity_dropped();
     END IF;
     PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
-    FOREACH t IN ARRAY ARRAY['pipelines', 'steps', 'buffers', 'activities'] LOOP
+    FOREACH t IN ARRAY ARRAY['pipelines', 'steps', 'buffers', 'activities', 'entity_homes'] LOOP
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
                         WHERE logicalrelid = pg_catalog.format('choreograph.%I', t)::regclass) THEN
             IF NOT converted THEN
@@ -143,6 +160,12 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'Entities are placed by the first call of choreo_distribute() and keep their places.';
     END IF;
+    -- the shards' first homes; those of shards made since (a split) too
+    INSERT INTO choreograph.entity_homes (shardid, groupid)
+    SELECT p.shardid, p.groupid
+      FROM pg_catalog.pg_dist_placement p JOIN pg_catalog.pg_dist_shard s USING (shardid)
+     WHERE s.logicalrelid = 'choreograph.entity_shards'::regclass
+    ON CONFLICT (shardid) DO NOTHING;
     FOR f IN SELECT * FROM (VALUES
             ('choreo_emit(text, text, jsonb)', 'entity'),
             ('choreo_emit_and_wait(text, text, jsonb)', 'entity'),
@@ -164,3 +187,73 @@ $$;
 REVOKE ALL ON FUNCTION choreo_distribute(regclass) FROM PUBLIC;
 COMMENT ON FUNCTION choreo_distribute(regclass) IS
     'Makes choreograph ready for a Citus cluster: definitions on every node, entities placed by name (docs/scaling.md)';
+
+-- ---------------------------------------------------------------------------
+-- choreo_rehome_entities(): after Citus moved shards of the entities'
+-- colocation group (a rebalance, citus_move_shard_placement), records
+-- their new nodes as their homes, for each moved shard whose entities left
+-- no state on its old node (no stream entity, inbox event or eventbox
+-- state of an entity hashing into it); refuses (55000), changing nothing,
+-- while one did.  Returns how many shards it rehomed.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION choreo_rehome_entities() RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    SET client_min_messages = warning
+    AS $$
+DECLARE
+    moved record;
+    left_behind record;
+    n integer := 0;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')
+       OR NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                       WHERE logicalrelid = 'choreograph.entity_shards'::regclass) THEN
+        RAISE EXCEPTION 'entities are not placed on a Citus cluster'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Call choreo_distribute() first.';
+    END IF;
+    FOR moved IN
+        SELECT p.shardid, p.groupid AS new_group, h.groupid AS old_group,
+               n.nodeid AS old_node, n.nodename AS old_name, n.nodeport AS old_port
+          FROM pg_catalog.pg_dist_placement p
+          JOIN pg_catalog.pg_dist_shard s USING (shardid)
+          LEFT JOIN choreograph.entity_homes h USING (shardid)
+          LEFT JOIN pg_catalog.pg_dist_node n ON n.groupid = h.groupid AND n.noderole = 'primary'
+         WHERE s.logicalrelid = 'choreograph.entity_shards'::regclass
+           AND h.groupid IS DISTINCT FROM p.groupid
+         ORDER BY p.shardid
+    LOOP
+        IF moved.old_name IS NOT NULL THEN
+            SELECT * INTO left_behind FROM run_command_on_all_nodes(pg_catalog.format(
+                $q$SELECT (SELECT count(*) FROM choreograph.stream_entities
+                            WHERE pg_catalog.get_shard_id_for_distribution_column(
+                                      'choreograph.entity_shards', entity) = %1$s)
+                        + (SELECT count(*) FROM choreograph.inbox
+                            WHERE pg_catalog.get_shard_id_for_distribution_column(
+                                      'choreograph.entity_shards', recipient) = %1$s)
+                        + (SELECT count(*) FROM choreograph.eventbox_states
+                            WHERE pg_catalog.get_shard_id_for_distribution_column(
+                                      'choreograph.entity_shards', recipient) = %1$s)$q$,
+                moved.shardid))
+             WHERE nodeid = moved.old_node;
+            IF NOT FOUND OR NOT left_behind.success OR left_behind.result::bigint > 0 THEN
+                RAISE EXCEPTION 'shard % of choreograph.entity_shards left the state of its entities on node %:%',
+                                moved.shardid, moved.old_name, moved.old_port
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          DETAIL = CASE WHEN NOT FOUND THEN 'The node did not answer.'
+                                        WHEN NOT left_behind.success THEN left_behind.result
+                                        ELSE left_behind.result || ' rows of its entities are there.' END,
+                          HINT = 'Move the shard back, or move its entities'' rows to its new node first.';
+            END IF;
+        END IF;
+        INSERT INTO choreograph.entity_homes (shardid, groupid) VALUES (moved.shardid, moved.new_group)
+        ON CONFLICT (shardid) DO UPDATE SET groupid = EXCLUDED.groupid;
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION choreo_rehome_entities() FROM PUBLIC;
+COMMENT ON FUNCTION choreo_rehome_entities() IS
+    'Records the new nodes of moved entity shards that left no state behind (docs/scaling.md)';

@@ -15,6 +15,12 @@
  * nodes, each numbering them apart, and hide them from the other: it is
  * refused instead.
  *
+ * A shard Citus moves to another node (a rebalance) leaves its entities'
+ * state behind: choreograph.entity_homes, a reference table, records the
+ * node that served each shard, and an entity whose shard is here but
+ * whose home is elsewhere is refused too, until choreo_rehome_entities()
+ * moves the home of a shard that left nothing behind.
+ *
  * The hash is the one Citus routes text with (hashtext, which for the
  * deterministic collation a database has by default hashes the bytes);
  * the shards' ranges and placements are read from Citus's catalog once
@@ -39,19 +45,23 @@ typedef struct EntityShard
 	int32		max_hash;
 	bool		here;			/* a placement of it is on this node */
 	char	   *node;			/* host:port of a node holding it */
+	bool		home_elsewhere; /* its entities' state is on another node */
+	char	   *home;			/* host:port of that node */
 } EntityShard;
 
 static MemoryContext placement_cxt = NULL;
 static bool placement_known = false;
 static bool placement_invalidated = false;	/* while it was being read */
 static Oid	anchor_relid = InvalidOid;	/* choreograph.entity_shards */
+static Oid	homes_relid = InvalidOid;	/* this node's copy of choreograph.entity_homes */
 static EntityShard *shards = NULL;	/* NULL: entities are not placed */
 static int	nshards = 0;
 
 static void
 PlacementChanged(Datum arg, Oid relid)
 {
-	if (!OidIsValid(relid) || relid == anchor_relid || !OidIsValid(anchor_relid))
+	if (!OidIsValid(relid) || relid == anchor_relid || relid == homes_relid ||
+		!OidIsValid(anchor_relid))
 	{
 		placement_known = false;
 		placement_invalidated = true;
@@ -87,20 +97,29 @@ LoadPlacement(void)
 	}
 
 	args[0] = ObjectIdGetDatum(anchor_relid);
+	homes_relid = ChoreoTableToRead("entity_homes");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT s.shardminvalue::pg_catalog.int4, s.shardmaxvalue::pg_catalog.int4,"
-							  "       pg_catalog.bool_or(p.groupid OPERATOR(pg_catalog.=) l.groupid),"
-							  "       pg_catalog.min(n.nodename OPERATOR(pg_catalog.||) ':'"
-							  "                      OPERATOR(pg_catalog.||) n.nodeport)"
-							  "  FROM pg_catalog.pg_dist_shard s"
-							  "  JOIN pg_catalog.pg_dist_placement p"
-							  "    ON p.shardid OPERATOR(pg_catalog.=) s.shardid"
-							  "  JOIN pg_catalog.pg_dist_node n"
-							  "    ON n.groupid OPERATOR(pg_catalog.=) p.groupid,"
-							  "       pg_catalog.pg_dist_local_group l"
-							  " WHERE s.logicalrelid OPERATOR(pg_catalog.=) $1"
-							  " GROUP BY 1, 2 ORDER BY 1",
+	if (SPI_execute_with_args(QueryForThisNode("SELECT s.shardminvalue::pg_catalog.int4, s.shardmaxvalue::pg_catalog.int4,"
+											   "       pg_catalog.bool_or(p.groupid OPERATOR(pg_catalog.=) l.groupid),"
+											   "       pg_catalog.min(n.nodename OPERATOR(pg_catalog.||) ':'"
+											   "                      OPERATOR(pg_catalog.||) n.nodeport),"
+											   "       pg_catalog.bool_or(h.groupid OPERATOR(pg_catalog.<>) l.groupid),"
+											   "       pg_catalog.min(hn.nodename OPERATOR(pg_catalog.||) ':'"
+											   "                      OPERATOR(pg_catalog.||) hn.nodeport)"
+											   "  FROM pg_catalog.pg_dist_shard s"
+											   "  JOIN pg_catalog.pg_dist_placement p"
+											   "    ON p.shardid OPERATOR(pg_catalog.=) s.shardid"
+											   "  JOIN pg_catalog.pg_dist_node n"
+											   "    ON n.groupid OPERATOR(pg_catalog.=) p.groupid"
+											   "  LEFT JOIN " CHOREO_TABLE_HERE("entity_homes") " h"
+											   "    ON h.shardid OPERATOR(pg_catalog.=) s.shardid"
+											   "  LEFT JOIN pg_catalog.pg_dist_node hn"
+											   "    ON hn.groupid OPERATOR(pg_catalog.=) h.groupid"
+											   "   AND hn.noderole OPERATOR(pg_catalog.=) 'primary',"
+											   "       pg_catalog.pg_dist_local_group l"
+											   " WHERE s.logicalrelid OPERATOR(pg_catalog.=) $1"
+											   " GROUP BY 1, 2 ORDER BY 1"),
 							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the shards of choreograph.entity_shards");
 	if (SPI_processed > 0)
@@ -112,11 +131,13 @@ LoadPlacement(void)
 		{
 			HeapTuple	tuple = SPI_tuptable->vals[i];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull[4];
+			bool		isnull[6];
 			Datum		min_hash = SPI_getbinval(tuple, desc, 1, &isnull[0]);
 			Datum		max_hash = SPI_getbinval(tuple, desc, 2, &isnull[1]);
 			Datum		here = SPI_getbinval(tuple, desc, 3, &isnull[2]);
 			Datum		node = SPI_getbinval(tuple, desc, 4, &isnull[3]);
+			Datum		home_elsewhere = SPI_getbinval(tuple, desc, 5, &isnull[4]);
+			Datum		home = SPI_getbinval(tuple, desc, 6, &isnull[5]);
 
 			if (isnull[0] || isnull[1] || isnull[2] || isnull[3])
 				elog(ERROR, "unexpected null in the shards of choreograph.entity_shards");
@@ -124,6 +145,11 @@ LoadPlacement(void)
 			loaded[i].max_hash = DatumGetInt32(max_hash);
 			loaded[i].here = DatumGetBool(here);
 			loaded[i].node = MemoryContextStrdup(placement_cxt, TextDatumGetCString(node));
+			/* no home recorded (a shard made since): its entities are new */
+			loaded[i].home_elsewhere = !isnull[4] && DatumGetBool(home_elsewhere);
+			loaded[i].home = MemoryContextStrdup(placement_cxt,
+												 isnull[5] ? "(a node no longer in the cluster)" :
+												 TextDatumGetCString(home));
 		}
 		shards = loaded;
 		nshards = (int) SPI_processed;
@@ -180,4 +206,11 @@ EnsureEntityIsHere(const char *what, const char *entity, int len)
 						shard->node),
 				 errdetail("On a Citus cluster an entity's events, cursors and state live on the node holding its shard."),
 				 errhint("Call the function on its own, so that Citus delegates it to that node, or from a transaction Citus delegated there (see docs/scaling.md).")));
+	if (shard->home_elsewhere)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s \"%.*s\" was moved to this node, but its state is still on node %s",
+						what, len, entity, shard->home),
+				 errdetail("Citus moved the shard of choreograph.entity_shards that holds it; the events, cursors and eventbox state of its entities do not move with it."),
+				 errhint("Move the shard back, or move its entities' rows and call choreo_rehome_entities() (see docs/scaling.md).")));
 }
