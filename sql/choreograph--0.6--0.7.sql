@@ -206,9 +206,14 @@ DECLARE
     left_behind record;
     n integer := 0;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')
-       OR NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
-                       WHERE logicalrelid = 'choreograph.entity_shards'::regclass) THEN
+    -- two tests: without Citus its catalog is not there to be read
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'entities are not placed on a Citus cluster'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Call choreo_distribute() on a Citus coordinator first.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                    WHERE logicalrelid = 'choreograph.entity_shards'::regclass) THEN
         RAISE EXCEPTION 'entities are not placed on a Citus cluster'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Call choreo_distribute() first.';

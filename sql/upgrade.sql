@@ -161,8 +161,12 @@ SELECT choreo_send('kept', '{"before": "upgrade"}');
 ALTER EXTENSION choreograph UPDATE TO '0.7';
 SELECT extversion FROM pg_extension WHERE extname = 'choreograph';
 SELECT value FROM choreo_inbox('kept');
-SELECT has_function_privilege('public', 'choreo_distribute(regclass)', 'EXECUTE') AS public_executes;
+SELECT f AS function, has_function_privilege('public', f, 'EXECUTE') AS public_executes
+  FROM unnest(ARRAY['choreo_distribute(regclass)', 'choreo_rehome_entities()']) AS f;
 SELECT choreo_distribute();
+SELECT choreo_rehome_entities();
+-- without Citus, an entity is kept where it is called
+SELECT choreo_emit_and_wait('kept', 'anywhere', '{}') AS seq;
 SELECT conname FROM pg_constraint WHERE conrelid = 'choreograph.steps'::regclass AND contype = 'f';
 \c contrib_regression
 DROP DATABASE choreo_upgrade;
