@@ -34,6 +34,7 @@ CREATE TRIGGER definitions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
 -- entities that node holds (activities are created on the coordinator).
 CREATE FUNCTION choreograph.choreo_activity_created() RETURNS trigger
     AS 'MODULE_PATHNAME', 'choreo_activity_created' LANGUAGE C;
+REVOKE ALL ON FUNCTION choreograph.choreo_activity_created() FROM PUBLIC;
 
 CREATE FUNCTION choreograph.choreo_activity_dropped() RETURNS trigger
     LANGUAGE plpgsql

@@ -162,7 +162,8 @@ ALTER EXTENSION choreograph UPDATE TO '0.7';
 SELECT extversion FROM pg_extension WHERE extname = 'choreograph';
 SELECT value FROM choreo_inbox('kept');
 SELECT f AS function, has_function_privilege('public', f, 'EXECUTE') AS public_executes
-  FROM unnest(ARRAY['choreo_distribute(regclass)', 'choreo_rehome_entities()']) AS f;
+  FROM unnest(ARRAY['choreo_distribute(regclass)', 'choreo_rehome_entities()',
+                    'choreograph.choreo_activity_created()']) AS f;
 SELECT choreo_distribute();
 SELECT choreo_rehome_entities();
 -- without Citus, an entity is kept where it is called

@@ -672,6 +672,12 @@ choreo_activity_created(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("choreo_activity_created() must be called as an AFTER INSERT row trigger")));
+	/* only on the activities (this node's copy): not a row of the caller's making */
+	if (RelationGetRelid(trigdata->tg_relation) != ChoreoTableToRead("activities") &&
+		RelationGetRelid(trigdata->tg_relation) != ChoreoRelationOid("activities", false))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("choreo_activity_created() fires only on choreograph.activities")));
 	desc = RelationGetDescr(trigdata->tg_relation);
 	row = trigdata->tg_trigtuple;
 	namespace = heap_getattr(row, SPI_fnumber(desc, "namespace"), desc, &isnull[0]);
