@@ -19,6 +19,7 @@ OBJS = \
 	src/shared/savepoint_list.o \
 	src/shared/schema_drop.o \
 	src/shared/session_reset.o \
+	src/shared/node_tables.o \
 	src/shared/relation_changes.o \
 	src/shared/settings.o \
 	src/shared/shard_rows.o \

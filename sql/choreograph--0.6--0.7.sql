@@ -54,7 +54,7 @@ $$;
 --   tables, so that every node holds them and a change reaches all nodes
 --   in one distributed transaction.  A run or a trigger Citus pushes down
 --   to the node holding a row then finds its pipeline there; the
---   extension reads each node's own copy (shared/citus_tables.c says why).
+--   extension reads each node's own copy (shared/node_tables.c says why).
 --   The tables are the extension's: Citus creates no shell tables for them
 --   on the workers (CREATE EXTENSION, which Citus runs on every node, made
 --   them there), only the shards.  The foreign key of steps to pipelines is

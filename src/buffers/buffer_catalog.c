@@ -51,7 +51,7 @@ LoadBufferDef(const DefinitionId *id, MemoryContext cxt)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	/* this node's copy of the table (shared/citus_tables.c) */
+	/* this node's copy of the table (shared/node_tables.c) */
 	if (SPI_execute_with_args(QueryForThisNode("SELECT target::pg_catalog.oid, max_batch, owner::pg_catalog.oid"
 											   "  FROM " CHOREO_TABLE_HERE("buffers")
 											   " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"

@@ -207,7 +207,7 @@ BuildStepEntries(Pipeline *pipeline)
 static void *
 LoadPipeline(const DefinitionId *id, MemoryContext cxt)
 {
-	/* this node's copies of the tables (shared/citus_tables.c) */
+	/* this node's copies of the tables (shared/node_tables.c) */
 	char	   *query = QueryForThisNode("SELECT s.step, s.precheck::pg_catalog.oid, s.job::pg_catalog.oid"
 										 "  FROM " CHOREO_TABLE_HERE("pipelines") " p"
 										 "  LEFT JOIN " CHOREO_TABLE_HERE("steps") " s"

@@ -228,7 +228,7 @@ FindDefinition(const DefinitionKind *kind, const DefinitionName *name, Definitio
 	args[0] = CStringGetTextDatum(name->name);
 	args[1] = PointerGetDatum(construct_array(elems, npath, OIDOID, sizeof(Oid), true,
 											  TYPALIGN_INT));
-	/* this node's copy of the table (shared/citus_tables.c) */
+	/* this node's copy of the table (shared/node_tables.c) */
 	query = psprintf("SELECT namespace::pg_catalog.oid FROM " CHOREO_TABLE_HERE("%s")
 					 " WHERE name OPERATOR(pg_catalog.=) $1"
 					 "   AND namespace::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2)",

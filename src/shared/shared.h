@@ -39,7 +39,7 @@ struct TriggerData;
 /*
  * One of the extension's tables in a query that only reads it, to be read
  * from this node's own copy (on a Citus cluster, a reference table's
- * shard; shared/citus_tables.c says why): QueryForThisNode() puts the
+ * shard; shared/node_tables.c says why): QueryForThisNode() puts the
  * name in.  The marker is a control character no query has otherwise.
  */
 #define CHOREO_TABLE_HERE(name) "\001" name "\001"
@@ -312,6 +312,13 @@ extern bool CitusIsInstalled(void);
 extern bool RelationIsCitusTable(Oid relid);
 extern Oid	CitusShardOwner(Oid relid);
 extern bool CitusRefusesDistributedQueries(void);
+extern Oid	CitusLocalShard(Oid relid);
+
+/* node_tables.c: the extension's tables as this node reads them */
+extern Oid	ChoreoTableToRead(const char *relname);
+extern char *QueryForThisNode(const char *query);
+extern SPIPlanPtr KeptPlanForThisNode(const char *query, int nargs, Oid *argtypes,
+									  SPIPlanPtr *plan, char **prepared);
 
 /* entity_placement.c: the node of a Citus cluster that keeps an entity */
 extern void EnsureEntityIsHere(const char *what, const char *entity, int len);
@@ -319,10 +326,6 @@ extern void EnsureEntityIsHere(const char *what, const char *entity, int len);
 /* shard_rows.c: rows of a Citus shard seen as rows of its table */
 extern Oid	ShardRowTableType(Oid rowtype);
 extern Datum ShardRowAsTableRow(Oid rowtype, Datum row);
-extern Oid	ChoreoTableToRead(const char *relname);
-extern char *QueryForThisNode(const char *query);
-extern SPIPlanPtr KeptPlanForThisNode(const char *query, int nargs, Oid *argtypes,
-									  SPIPlanPtr *plan, char **prepared);
 
 /* direct_insert.c: writing rows without planning an INSERT */
 typedef struct DirectInsertColumns

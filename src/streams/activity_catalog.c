@@ -469,7 +469,7 @@ ReadActivity(const DefinitionName *name, const DefinitionId *id, Oid caller, boo
 {
 	Oid			argtypes[2] = {OIDOID, TEXTOID};
 	Datum		args[2] = {ObjectIdGetDatum(id->namespace), CStringGetTextDatum(NameStr(id->name))};
-	/* this node's copy (shared/citus_tables.c), whose row lock every change meets */
+	/* this node's copy (shared/node_tables.c), whose row lock every change meets */
 	char	   *query = psprintf("SELECT " ACTIVITY_COLUMNS("") " FROM " CHOREO_TABLE_HERE("activities")
 								 " WHERE namespace OPERATOR(pg_catalog.=) $1::pg_catalog.regnamespace"
 								 "   AND name OPERATOR(pg_catalog.=) $2 FOR %s",

@@ -230,7 +230,7 @@ ActivityRunStore(const Activity *activity, ActivityRun *run, Datum result, bool 
 	{
 		Oid			argtypes[6] = {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, BOOLOID, INT4OID};
 
-		/* the activity read from this node's copy (shared/citus_tables.c) */
+		/* the activity read from this node's copy (shared/node_tables.c) */
 		(void) KeptPlanForThisNode("UPDATE " CHOREO_SCHEMA ".activity_cursors c"
 							   "   SET tail = $2, has_run = true, updated_at = pg_catalog.now(),"
 							   "       state = CASE WHEN $3 OPERATOR(pg_catalog.=) 'done' THEN 'done' ELSE 'active' END,"

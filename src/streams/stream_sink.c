@@ -112,7 +112,7 @@ LoadStreamWatch(const DefinitionId *id, MemoryContext cxt)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	/* this node's copy of the table (shared/citus_tables.c) */
+	/* this node's copy of the table (shared/node_tables.c) */
 	if (SPI_execute_with_args(QueryForThisNode("SELECT EXISTS (SELECT FROM " CHOREO_TABLE_HERE("activities")
 											   " WHERE stream OPERATOR(pg_catalog.=) $1"
 											   "   AND engine OPERATOR(pg_catalog.<>) 'manual')"),
