@@ -166,6 +166,18 @@ SELECT f AS function, has_function_privilege('public', f, 'EXECUTE') AS public_e
                     'choreograph.choreo_activity_created()']) AS f;
 SELECT choreo_distribute();
 SELECT choreo_rehome_entities();
+-- the trigger function of a cluster's activities fires on them only: a
+-- table of one's own with it is refused (39P01), its row not written
+CREATE TABLE fake_activities (namespace regnamespace, name text, stream text, engine text,
+                              auto_start boolean);
+CREATE TRIGGER fake AFTER INSERT ON fake_activities
+    FOR EACH ROW EXECUTE FUNCTION choreograph.choreo_activity_created();
+\set VERBOSITY sqlstate
+INSERT INTO fake_activities VALUES ('public', 'x', 'kept', 'lazy', true);
+\set VERBOSITY default
+SELECT count(*) AS fake_rows, (SELECT count(*) FROM choreograph.activity_cursors) AS cursors
+  FROM fake_activities;
+DROP TABLE fake_activities;
 -- without Citus, an entity is kept where it is called
 SELECT choreo_emit_and_wait('kept', 'anywhere', '{}') AS seq;
 SELECT conname FROM pg_constraint WHERE conrelid = 'choreograph.steps'::regclass AND contype = 'f';

@@ -46,5 +46,13 @@ SELECT choreo_run('before_distribute')->'bag' AS ran;
 SELECT choreo_drop_pipeline('before_distribute');
 SELECT result AS steps_left
   FROM run_command_on_placements('choreograph.steps', 'SELECT count(*) FROM %s');
+-- with Citus's local execution off, this node's copy of the definitions
+-- is not what Citus wrote in this session: refused (55000), not waited on
+SET citus.enable_local_execution = off;
+\set VERBOSITY sqlstate
+SELECT choreo_run('never_defined');
+\set VERBOSITY default
+RESET citus.enable_local_execution;
+SELECT choreo_run('before_distribute') IS NULL AS pipeline_dropped_stays_dropped;
 DROP FUNCTION made_before();
 DROP ROLE citus_tenant;
