@@ -53,6 +53,5 @@ SET citus.enable_local_execution = off;
 SELECT choreo_run('never_defined');
 \set VERBOSITY default
 RESET citus.enable_local_execution;
-SELECT choreo_run('before_distribute') IS NULL AS pipeline_dropped_stays_dropped;
 DROP FUNCTION made_before();
 DROP ROLE citus_tenant;
